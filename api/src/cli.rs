@@ -1,0 +1,244 @@
+//! The command line: `serve` (the default), `migrate`, `openapi`, `admin …`, `keys rotate`, `audit verify`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::TimeDelta;
+use clap::{Parser, Subcommand};
+use gsp_gateway_domain::PasswordHash;
+use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
+use gsp_gateway_storage::{DatabaseUrl, Db, PoolOptions, migrate, redact};
+use tracing_subscriber::EnvFilter;
+
+use crate::clock::Clock;
+use crate::services::provisioning::{self, NewGsp, NewTaxpayer};
+use crate::settings::{LogFormat, ServeArgs, Settings};
+use crate::startup::Application;
+
+/// gsp-gateway: the GST API-access gateway.
+#[derive(Debug, Parser)]
+#[command(name = "gsp-gateway", version, about)]
+pub struct Cli {
+    /// A TOML file of settings (flags and environment variables override it)
+    #[arg(long, global = true, env = "GSP_GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub args: ServeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default)
+    Serve,
+    /// Apply pending database migrations and exit
+    Migrate,
+    /// Print the OpenAPI document (YAML; --json for JSON)
+    Openapi {
+        /// Print JSON instead of YAML
+        #[arg(long)]
+        json: bool,
+    },
+    /// Provision taxpayers and GSP clients
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Manage signing keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Inspect the audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Operator provisioning from the command line.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a taxpayer
+    CreateTaxpayer {
+        /// GSTIN
+        #[arg(long)]
+        gstin: String,
+        /// Portal username
+        #[arg(long)]
+        username: String,
+        /// Initial password (or GSP_GATEWAY_NEW_PASSWORD)
+        #[arg(long, env = "GSP_GATEWAY_NEW_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Legal name of business
+        #[arg(long)]
+        legal_name: String,
+        /// Trade name
+        #[arg(long)]
+        trade_name: Option<String>,
+        /// E-mail
+        #[arg(long)]
+        email: Option<String>,
+        /// Mobile
+        #[arg(long)]
+        mobile: Option<String>,
+    },
+    /// Create a GSP client and print its credentials (the secret is shown once)
+    CreateGsp {
+        /// Display name
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// Key management.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key active; the old one stays in the JWKS until its tokens have expired
+    Rotate,
+}
+
+/// Audit log commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain and report the first broken link (exit code 1 when broken)
+    Verify,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let base = match &cli.config {
+        Some(path) => match Settings::from_file(path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Settings::default(),
+    };
+    let settings = cli.args.apply(base);
+    init_logging(settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command.unwrap_or(Command::Serve), settings)) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command, settings: Settings) -> Result<ExitCode, String> {
+    match command {
+        Command::Serve => {
+            let app = Application::build(settings, Clock::system()).await.map_err(|e| e.to_string())?;
+            app.run_until_stopped().await.map_err(|e| e.to_string())?;
+            tracing::info!("gsp-gateway stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi { json } => {
+            let text = if json {
+                use utoipa::OpenApi;
+                crate::openapi::ApiDoc::openapi().to_pretty_json().map_err(|e| e.to_string())?
+            } else {
+                crate::openapi::yaml()?
+            };
+            println!("{}", text.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let url = DatabaseUrl::parse(&settings.database_url).map_err(|e| e.to_string())?;
+            let applied = tokio::task::spawn_blocking(move || migrate(&url))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            println!("{applied} migration(s) applied to {}", redact(&settings.database_url));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin(admin) => run_admin(admin, &settings).await,
+        Command::Keys(KeysCommand::Rotate) => {
+            let db = open(&settings).await?;
+            let now = Clock::system().now();
+            let keep = TimeDelta::seconds(settings.access_token_ttl_secs.max(settings.taxpayer_token_ttl_secs) as i64)
+                + TimeDelta::minutes(5);
+            let kid = db
+                .run(move |conn| crate::tokens::rotate(conn, now, keep))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("new signing key {kid} is active; the previous one stays published for {} minutes", keep.num_minutes());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let db = open(&settings).await?;
+            let report = db.run(audit::verify_chain).await.map_err(|e| e.to_string())?;
+            match report.first_broken {
+                None => {
+                    println!("audit chain intact: {} event(s) verified", report.checked);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some((id, reason)) => {
+                    println!("audit chain BROKEN at event {id}: {reason} ({} event(s) verified before it)", report.checked);
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}
+
+async fn open(settings: &Settings) -> Result<Db, String> {
+    let url = DatabaseUrl::parse(&settings.database_url).map_err(|e| e.to_string())?;
+    let migrate_url = url.clone();
+    tokio::task::spawn_blocking(move || migrate(&migrate_url))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(Db::new(&url, &PoolOptions { max_size: 2, checkout_timeout: settings.db_timeout() }))
+}
+
+fn cli_event() -> NewAuditEvent {
+    NewAuditEvent { actor: "operator".into(), detail: serde_json::json!({"via": "cli"}), ..Default::default() }
+}
+
+async fn run_admin(command: AdminCommand, settings: &Settings) -> Result<ExitCode, String> {
+    let db = open(settings).await?;
+    let now = Clock::system().now();
+    let output = match command {
+        AdminCommand::CreateTaxpayer { gstin, username, password, legal_name, trade_name, email, mobile } => {
+            let input = NewTaxpayer { gstin, username, password, legal_name, trade_name, email, mobile };
+            let checked = provisioning::check_taxpayer(input).map_err(|e| e.to_string())?;
+            let hash = PasswordHash::create(&checked.password()).map_err(|e| e.to_string())?;
+            let lifetime = settings.password_lifetime_days;
+            let view = db
+                .run(move |conn| Ok(provisioning::create_taxpayer(conn, checked, &hash, now, lifetime, cli_event())))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            serde_json::to_string_pretty(&view)
+        }
+        AdminCommand::CreateGsp { name } => {
+            let input = NewGsp { name };
+            provisioning::check_gsp(&input).map_err(|e| e.to_string())?;
+            let created = db
+                .run(move |conn| Ok(provisioning::create_gsp(conn, input, now, cli_event())))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            serde_json::to_string_pretty(&created)
+        }
+    };
+    println!("{}", output.map_err(|e| e.to_string())?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,69 @@
+//! Request ids: echoed from `X-Request-Id` when sane, generated otherwise; carried by every log line
+//! of the request, every problem body and the response header.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
+use tracing::Instrument;
+
+/// The request-id header.
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static CURRENT: String;
+}
+
+/// The id of the request being served, or `-` outside one.
+pub fn current() -> String {
+    CURRENT.try_with(Clone::clone).unwrap_or_else(|_| "-".to_owned())
+}
+
+/// The request id, as a request extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn acceptable(candidate: &str) -> bool {
+    (1..=64).contains(&candidate.len())
+        && candidate.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Middleware: assigns the id, scopes it for the request, logs one access line.
+pub async fn assign(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let id = req
+        .headers()
+        .get(&HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable(v))
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id);
+    let started = Instant::now();
+    let scoped_id = id.clone();
+    let result = CURRENT
+        .scope(scoped_id, async move {
+            // Handlers and this crate's middleware answer errors as responses; only a foreign
+            // middleware's error could escape here, and actix renders that itself.
+            next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+        })
+        .instrument(span.clone())
+        .await;
+    let mut response = result?;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    span.in_scope(|| {
+        tracing::info!(target: "gsp_gateway::access", %method, %path, status, micros, "served");
+    });
+    Ok(response)
+}

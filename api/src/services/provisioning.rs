@@ -1,0 +1,237 @@
+//! Operator provisioning: taxpayers and GSP clients.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use gsp_gateway_domain::secret::{new_client_id, new_client_secret, sha256_hex};
+use gsp_gateway_domain::{Gstin, PasswordHash, PasswordPolicy, Username};
+use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
+use gsp_gateway_storage::repo::gsp_clients::{self, GspClientRow};
+use gsp_gateway_storage::repo::taxpayers::{self, TaxpayerRow};
+use gsp_gateway_storage::{DbConn, from_db, to_db, write_tx};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// A new taxpayer, as the operator provisions it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTaxpayer {
+    /// 15-character GSTIN with a valid check character (trimmed and upper-cased).
+    #[schema(example = "24AAUPV7468F1ZW")]
+    pub gstin: String,
+    /// GST Portal username: 4-32 letters, digits, `.`, `_`, `-`, starting with a letter.
+    #[schema(example = "asha.traders")]
+    pub username: String,
+    /// Initial password: 8-128 characters with a letter, a digit and a symbol.
+    #[schema(example = "Gst-Portal-2026", format = Password)]
+    pub password: String,
+    /// Legal name of business.
+    #[schema(example = "Asha Traders Private Limited")]
+    pub legal_name: String,
+    /// Trade name.
+    #[schema(example = "Asha Traders")]
+    pub trade_name: Option<String>,
+    /// E-mail of the primary authorised signatory.
+    #[schema(example = "accounts@asha.example")]
+    pub email: Option<String>,
+    /// Mobile of the primary authorised signatory (10 digits).
+    #[schema(example = "9876543210")]
+    pub mobile: Option<String>,
+}
+
+/// A provisioned taxpayer (never the password).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaxpayerView {
+    /// GSTIN.
+    #[schema(example = "24AAUPV7468F1ZW")]
+    pub gstin: String,
+    /// Username.
+    #[schema(example = "asha.traders")]
+    pub username: String,
+    /// Legal name.
+    pub legal_name: String,
+    /// Trade name.
+    pub trade_name: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Mobile.
+    pub mobile: Option<String>,
+    /// State code (first two digits of the GSTIN).
+    #[schema(example = "24")]
+    pub state_code: String,
+    /// When provisioned.
+    pub created_at: DateTime<Utc>,
+    /// When the current password expires.
+    pub password_expires_at: DateTime<Utc>,
+}
+
+/// A new GSP client.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGsp {
+    /// Display name shown to taxpayers (1-100 characters).
+    #[schema(example = "Acme GSP")]
+    pub name: String,
+}
+
+/// A provisioned GSP client. The secret is shown once: only its hash is stored.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GspCredentials {
+    /// Client id (HTTP Basic user name).
+    #[schema(example = "l7xx0f5c2a3b4d5e6f708192a3b4c5d6e7f8")]
+    pub client_id: String,
+    /// Client secret (HTTP Basic password), 256 random bits. Store it now: it cannot be shown again.
+    pub client_secret: String,
+    /// Display name.
+    pub name: String,
+    /// When provisioned.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A validated new taxpayer with its password already hashed (hashing is slow: done before the transaction).
+#[derive(Debug)]
+pub struct CheckedTaxpayer {
+    gstin: Gstin,
+    username: Username,
+    input: NewTaxpayer,
+}
+
+/// Validates the fields of a new taxpayer (everything but hashing).
+pub fn check_taxpayer(input: NewTaxpayer) -> Result<CheckedTaxpayer, ApiError> {
+    let gstin = Gstin::parse(&input.gstin)?;
+    let username = Username::parse(&input.username)?;
+    PasswordPolicy.check(&input.password, username.as_str()).map_err(|e| {
+        ApiError::field(ErrorCode::WeakPassword, "password", e.to_string())
+    })?;
+    text_field("legal_name", &input.legal_name, 1, 200)?;
+    if let Some(trade) = &input.trade_name {
+        text_field("trade_name", trade, 1, 200)?;
+    }
+    if let Some(email) = &input.email {
+        let plausible = email.len() <= 254 && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
+        if !plausible {
+            return Err(ApiError::field(ErrorCode::ValidationFailed, "email", "not an e-mail address"));
+        }
+    }
+    if let Some(mobile) = &input.mobile {
+        let digits = mobile.strip_prefix("+91").unwrap_or(mobile);
+        if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::field(ErrorCode::ValidationFailed, "mobile", "a mobile number has 10 digits"));
+        }
+    }
+    Ok(CheckedTaxpayer { gstin, username, input })
+}
+
+fn text_field(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let n = value.trim().chars().count();
+    if n < min || n > max || value.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            ErrorCode::ValidationFailed,
+            field,
+            format!("must be {min} to {max} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl CheckedTaxpayer {
+    /// The password to hash.
+    pub fn password(&self) -> String {
+        self.input.password.clone()
+    }
+}
+
+/// Stores a checked taxpayer with its password hash, and audits it, in one transaction.
+pub fn create_taxpayer(
+    conn: &mut DbConn,
+    taxpayer: CheckedTaxpayer,
+    password_hash: &PasswordHash,
+    now: DateTime<Utc>,
+    password_lifetime_days: u32,
+    audit_event: NewAuditEvent,
+) -> Result<TaxpayerView, ApiError> {
+    let row = TaxpayerRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        gstin: taxpayer.gstin.to_string(),
+        username: taxpayer.username.as_str().to_owned(),
+        password_hash: password_hash.as_str().to_owned(),
+        password_changed_at: to_db(now),
+        legal_name: taxpayer.input.legal_name.trim().to_owned(),
+        trade_name: taxpayer.input.trade_name.map(|t| t.trim().to_owned()),
+        email: taxpayer.input.email,
+        mobile: taxpayer.input.mobile,
+        registration_status: "Active".into(),
+        failed_logins: 0,
+        locked_until: None,
+        created_at: to_db(now),
+    };
+    write_tx(conn, |conn| {
+        taxpayers::insert(conn, &row)?;
+        audit::append(
+            conn,
+            NewAuditEvent {
+                action: "taxpayer.created".into(),
+                gstin: Some(row.gstin.clone()),
+                detail: json!({"username": row.username}),
+                ..audit_event
+            },
+            now,
+        )?;
+        Ok(())
+    })?;
+    Ok(taxpayer_view(&row, password_lifetime_days))
+}
+
+/// The public view of a stored taxpayer.
+pub fn taxpayer_view(row: &TaxpayerRow, password_lifetime_days: u32) -> TaxpayerView {
+    TaxpayerView {
+        gstin: row.gstin.clone(),
+        username: row.username.clone(),
+        legal_name: row.legal_name.clone(),
+        trade_name: row.trade_name.clone(),
+        email: row.email.clone(),
+        mobile: row.mobile.clone(),
+        state_code: row.gstin[..2].to_owned(),
+        created_at: from_db(row.created_at),
+        password_expires_at: from_db(row.password_changed_at) + TimeDelta::days(i64::from(password_lifetime_days)),
+    }
+}
+
+/// Validates a new GSP's name.
+pub fn check_gsp(input: &NewGsp) -> Result<(), ApiError> {
+    text_field("name", &input.name, 1, 100)
+}
+
+/// Creates a GSP client with a fresh secret, stored only as its hash.
+pub fn create_gsp(
+    conn: &mut DbConn,
+    input: NewGsp,
+    now: DateTime<Utc>,
+    audit_event: NewAuditEvent,
+) -> Result<GspCredentials, ApiError> {
+    let client_id = new_client_id();
+    let client_secret = new_client_secret();
+    let row = GspClientRow {
+        client_id: client_id.clone(),
+        name: input.name.trim().to_owned(),
+        secret_hash: sha256_hex(&client_secret),
+        enabled: true,
+        created_at: to_db(now),
+    };
+    write_tx(conn, |conn| {
+        gsp_clients::insert(conn, &row)?;
+        audit::append(
+            conn,
+            NewAuditEvent {
+                action: "gsp.created".into(),
+                gsp_client_id: Some(client_id.clone()),
+                detail: json!({"name": row.name}),
+                ..audit_event
+            },
+            now,
+        )?;
+        Ok(())
+    })?;
+    Ok(GspCredentials { client_id, client_secret, name: row.name, created_at: from_db(row.created_at) })
+}

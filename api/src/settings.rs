@@ -1,0 +1,267 @@
+//! Typed settings, built once: defaults, then an optional TOML file, then environment and flags.
+
+use std::path::Path;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+/// How OTPs reach the taxpayer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OtpDelivery {
+    /// Shown to the logged-in taxpayer at `GET /v1/taxpayer/otp-requests`.
+    Inbox,
+    /// POSTed to `otp_webhook_url` (an SMS or e-mail service).
+    Webhook,
+    /// Written to the server log (development only).
+    Log,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Everything the gateway is configured with. See the README's configuration table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Listen address.
+    pub bind: String,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    /// Bearer token of the operator API; the admin API answers 404 when unset.
+    pub admin_token: Option<String>,
+    /// Connections in the database pool.
+    pub db_pool_size: u32,
+    /// How long a request waits for a database connection before 503.
+    pub db_timeout_ms: u64,
+    /// HTTP worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// `iss` of every token the gateway issues.
+    pub issuer: String,
+    /// Lifetime of a GSP session (access) token, never past the access window.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a taxpayer token.
+    pub taxpayer_token_ttl_secs: u64,
+    /// Password lifetime in days.
+    pub password_lifetime_days: u32,
+    /// Consecutive failed logins that lock an account.
+    pub lockout_threshold: u32,
+    /// How long a locked account stays locked.
+    pub lockout_minutes: u32,
+    /// OTP delivery channel.
+    pub otp_delivery: OtpDelivery,
+    /// Where the webhook channel POSTs.
+    pub otp_webhook_url: Option<String>,
+    /// Timeout of one webhook delivery.
+    pub otp_webhook_timeout_ms: u64,
+    /// OTP requests allowed per taxpayer and GSP within the window below.
+    pub otp_rate_limit: u32,
+    /// The OTP request rate window.
+    pub otp_rate_window_minutes: u32,
+    /// Active sessions allowed per taxpayer and GSP.
+    pub session_cap: u32,
+    /// Gateway requests per second per session.
+    pub session_rate_per_second: u32,
+    /// Gateway burst per session.
+    pub session_burst: u32,
+    /// Gateway requests per second per GSP client.
+    pub client_rate_per_second: u32,
+    /// Gateway burst per GSP client.
+    pub client_burst: u32,
+    /// Upstream GST service; the built-in sandbox answers when unset.
+    pub upstream_url: Option<String>,
+    /// Connect timeout towards the upstream.
+    pub upstream_connect_timeout_ms: u64,
+    /// Total timeout of one upstream call.
+    pub upstream_timeout_ms: u64,
+    /// How often the change feed is polled for other instances' writes.
+    pub change_feed_interval_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            database_url: "sqlite://gsp-gateway.db".into(),
+            admin_token: None,
+            db_pool_size: 8,
+            db_timeout_ms: 3_000,
+            workers: None,
+            max_body_bytes: 1024 * 1024,
+            log_format: LogFormat::Text,
+            issuer: "gsp-gateway".into(),
+            access_token_ttl_secs: 6 * 3600,
+            taxpayer_token_ttl_secs: 30 * 60,
+            password_lifetime_days: 120,
+            lockout_threshold: 5,
+            lockout_minutes: 15,
+            otp_delivery: OtpDelivery::Inbox,
+            otp_webhook_url: None,
+            otp_webhook_timeout_ms: 5_000,
+            otp_rate_limit: 5,
+            otp_rate_window_minutes: 15,
+            session_cap: 3,
+            session_rate_per_second: 20,
+            session_burst: 40,
+            client_rate_per_second: 200,
+            client_burst: 400,
+            upstream_url: None,
+            upstream_connect_timeout_ms: 2_000,
+            upstream_timeout_ms: 30_000,
+            change_feed_interval_ms: 250,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The database checkout timeout.
+    pub fn db_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_timeout_ms)
+    }
+
+    /// Checks combinations a single field cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.otp_delivery == OtpDelivery::Webhook && self.otp_webhook_url.is_none() {
+            return Err("otp_delivery = webhook needs otp_webhook_url".into());
+        }
+        if self.session_rate_per_second == 0 || self.client_rate_per_second == 0 {
+            return Err("rates must be at least 1 per second".into());
+        }
+        if self.session_burst == 0 || self.client_burst == 0 {
+            return Err("bursts must be at least 1".into());
+        }
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err("the admin token must have at least 16 characters".into());
+        }
+        Ok(())
+    }
+}
+
+/// Flags of `serve`; each is also read from the environment variable it names.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Listen address [default: 127.0.0.1:8080]
+    #[arg(long, global = true, env = "GSP_GATEWAY_BIND")]
+    pub bind: Option<String>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://gsp-gateway.db]
+    #[arg(long, global = true, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Operator API bearer token (at least 16 characters); the admin API is off without it
+    #[arg(long, global = true, env = "GSP_GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Database pool size [default: 8]
+    #[arg(long, global = true, env = "GSP_GATEWAY_DB_POOL_SIZE")]
+    pub db_pool_size: Option<u32>,
+    /// Milliseconds to wait for a database connection before answering 503 [default: 3000]
+    #[arg(long, global = true, env = "GSP_GATEWAY_DB_TIMEOUT_MS")]
+    pub db_timeout_ms: Option<u64>,
+    /// HTTP worker threads [default: one per core]
+    #[arg(long, global = true, env = "GSP_GATEWAY_WORKERS")]
+    pub workers: Option<usize>,
+    /// Largest accepted request body in bytes [default: 1048576]
+    #[arg(long, global = true, env = "GSP_GATEWAY_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Log format [default: text]
+    #[arg(long, global = true, env = "GSP_GATEWAY_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Session (access) token lifetime in seconds [default: 21600]
+    #[arg(long, global = true, env = "GSP_GATEWAY_ACCESS_TOKEN_TTL_SECS")]
+    pub access_token_ttl_secs: Option<u64>,
+    /// Password lifetime in days [default: 120]
+    #[arg(long, global = true, env = "GSP_GATEWAY_PASSWORD_LIFETIME_DAYS")]
+    pub password_lifetime_days: Option<u32>,
+    /// Failed logins that lock an account [default: 5]
+    #[arg(long, global = true, env = "GSP_GATEWAY_LOCKOUT_THRESHOLD")]
+    pub lockout_threshold: Option<u32>,
+    /// Minutes an account stays locked [default: 15]
+    #[arg(long, global = true, env = "GSP_GATEWAY_LOCKOUT_MINUTES")]
+    pub lockout_minutes: Option<u32>,
+    /// OTP delivery channel [default: inbox]
+    #[arg(long, global = true, env = "GSP_GATEWAY_OTP_DELIVERY", value_enum)]
+    pub otp_delivery: Option<OtpDelivery>,
+    /// URL the webhook channel POSTs OTPs to
+    #[arg(long, global = true, env = "GSP_GATEWAY_OTP_WEBHOOK_URL")]
+    pub otp_webhook_url: Option<String>,
+    /// Active sessions allowed per taxpayer and GSP [default: 3]
+    #[arg(long, global = true, env = "GSP_GATEWAY_SESSION_CAP")]
+    pub session_cap: Option<u32>,
+    /// Gateway requests per second per session [default: 20]
+    #[arg(long, global = true, env = "GSP_GATEWAY_SESSION_RATE_PER_SECOND")]
+    pub session_rate_per_second: Option<u32>,
+    /// Gateway burst per session [default: 40]
+    #[arg(long, global = true, env = "GSP_GATEWAY_SESSION_BURST")]
+    pub session_burst: Option<u32>,
+    /// Gateway requests per second per GSP client [default: 200]
+    #[arg(long, global = true, env = "GSP_GATEWAY_CLIENT_RATE_PER_SECOND")]
+    pub client_rate_per_second: Option<u32>,
+    /// Gateway burst per GSP client [default: 400]
+    #[arg(long, global = true, env = "GSP_GATEWAY_CLIENT_BURST")]
+    pub client_burst: Option<u32>,
+    /// Upstream GST service URL; the built-in sandbox answers when unset
+    #[arg(long, global = true, env = "GSP_GATEWAY_UPSTREAM_URL")]
+    pub upstream_url: Option<String>,
+    /// Total upstream timeout in milliseconds [default: 30000]
+    #[arg(long, global = true, env = "GSP_GATEWAY_UPSTREAM_TIMEOUT_MS")]
+    pub upstream_timeout_ms: Option<u64>,
+    /// Change-feed poll interval in milliseconds [default: 250]
+    #[arg(long, global = true, env = "GSP_GATEWAY_CHANGE_FEED_INTERVAL_MS")]
+    pub change_feed_interval_ms: Option<u64>,
+}
+
+macro_rules! overlay {
+    ($settings:ident, $args:ident, [$($field:ident),* $(,)?], [$($optional:ident),* $(,)?]) => {
+        $( if let Some(value) = $args.$field { $settings.$field = value; } )*
+        $( if $args.$optional.is_some() { $settings.$optional = $args.$optional; } )*
+    };
+}
+
+impl ServeArgs {
+    /// Lays these flags (and environment variables) over `settings`.
+    pub fn apply(self, mut settings: Settings) -> Settings {
+        let args = self;
+        overlay!(
+            settings,
+            args,
+            [
+                bind,
+                database_url,
+                db_pool_size,
+                db_timeout_ms,
+                max_body_bytes,
+                log_format,
+                access_token_ttl_secs,
+                password_lifetime_days,
+                lockout_threshold,
+                lockout_minutes,
+                otp_delivery,
+                session_cap,
+                session_rate_per_second,
+                session_burst,
+                client_rate_per_second,
+                client_burst,
+                upstream_timeout_ms,
+                change_feed_interval_ms,
+            ],
+            [admin_token, workers, otp_webhook_url, upstream_url]
+        );
+        settings
+    }
+}

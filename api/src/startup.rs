@@ -1,0 +1,112 @@
+//! Builds the application: migrations, pool, keys, listener, routes. Binds port 0 in tests.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use gsp_gateway_storage::{DatabaseUrl, Db, PoolOptions, StorageError, migrate};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::clock::Clock;
+use crate::json::{BodyLimit, path_error, query_error, route_not_found};
+use crate::openapi::ApiDoc;
+use crate::routes::{admin, docs, health, resource};
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::tokens::{KeyRing, ensure_active_key};
+use crate::request_id;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The settings are inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The database could not be prepared.
+    #[error("database: {0}")]
+    Database(#[from] StorageError),
+    /// The listener could not be bound.
+    #[error("listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built, bound, not yet running gateway.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Migrates the database, loads keys and binds `settings.bind` (port 0 picks a free port).
+    pub async fn build(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
+        settings.validate().map_err(StartupError::Config)?;
+        let url = DatabaseUrl::parse(&settings.database_url)?;
+        let migrate_url = url.clone();
+        tokio::task::spawn_blocking(move || migrate(&migrate_url))
+            .await
+            .map_err(|e| StartupError::Config(e.to_string()))??;
+        let db = Db::new(&url, &PoolOptions { max_size: settings.db_pool_size, checkout_timeout: settings.db_timeout() });
+        let keys = KeyRing::new(settings.issuer.clone());
+        let now = clock.now();
+        keys.replace(&db.run(move |conn| ensure_active_key(conn, now)).await?);
+
+        let listener = TcpListener::bind(&settings.bind)?;
+        let port = listener.local_addr()?.port();
+        let workers = settings.workers;
+        let state = web::Data::new(AppState {
+            settings: std::sync::Arc::new(settings),
+            db,
+            clock,
+            keys: std::sync::Arc::new(keys),
+        });
+        tracing::info!(port, backend = state.db.backend(), "gsp-gateway listening");
+
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(BodyLimit(app_state.settings.max_body_bytes))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .configure(routes)
+                .default_service(web::to(route_not_found))
+                .wrap(from_fn(request_id::assign))
+        })
+        .listen(listener)?
+        .shutdown_timeout(30);
+        if let Some(n) = workers {
+            server = server.workers(n.max(1));
+        }
+        Ok(Self { port, server: server.run(), state })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state (tests reach the database and keys through it).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGTERM/SIGINT (graceful: in-flight requests finish) or the server is stopped.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Every route of the contract.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/health/live").route(web::get().to(health::live)))
+        .service(resource("/health/ready").route(web::get().to(health::ready)))
+        .service(resource("/.well-known/jwks.json").route(web::get().to(docs::jwks)))
+        .service(resource("/docs").route(web::get().to(docs::docs_redirect)))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
+        .service(resource("/v1/admin/taxpayers").route(web::post().to(admin::create_taxpayer)))
+        .service(resource("/v1/admin/gsps").route(web::post().to(admin::create_gsp)))
+        .service(resource("/v1/admin/audit").route(web::get().to(admin::list_audit)));
+}

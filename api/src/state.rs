@@ -1,0 +1,27 @@
+//! What every handler can reach: settings, database, clock, keys.
+
+use std::sync::Arc;
+
+use gsp_gateway_storage::Db;
+
+use crate::clock::Clock;
+use crate::settings::Settings;
+use crate::tokens::KeyRing;
+
+/// Shared application state (held in `web::Data`).
+#[derive(Debug)]
+pub struct AppState {
+    /// Settings, fixed at start-up.
+    pub settings: Arc<Settings>,
+    /// The database.
+    pub db: Db,
+    /// The clock every rule reads.
+    pub clock: Clock,
+    /// Signing keys.
+    pub keys: Arc<KeyRing>,
+}
+
+/// Runs CPU-heavy work (password hashing) off the async workers.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, crate::error::ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(crate::error::ApiError::internal)
+}

@@ -1,0 +1,68 @@
+//! Random secrets and their stored forms.
+//!
+//! High-entropy secrets (client secrets, refresh tokens) are stored as SHA-256: with 256 bits of
+//! randomness there is nothing for a slow hash to protect. OTPs are hashed together with the id of
+//! their challenge, so equal codes never share a hash.
+
+use rand::RngCore;
+use rand::rngs::OsRng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// `n` random bytes from the operating system's CSPRNG, as lower-case hex.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// `n` random bytes from the operating system's CSPRNG, as URL-safe Base64 without padding.
+pub fn random_token(n: usize) -> String {
+    use base64::Engine;
+    let mut bytes = vec![0u8; n];
+    OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 of `value`, as lower-case hex.
+pub fn sha256_hex(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+/// Compares two strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// A new GSP client id, shaped like the GST System's (`l7xx` and 32 hex digits).
+pub fn new_client_id() -> String {
+    format!("l7xx{}", random_hex(16))
+}
+
+/// A new GSP client secret: 256 random bits as 64 hex digits.
+pub fn new_client_secret() -> String {
+    random_hex(32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_have_their_promised_shape() {
+        let id = new_client_id();
+        assert_eq!(id.len(), 36);
+        assert!(id.starts_with("l7xx"));
+        assert_eq!(new_client_secret().len(), 64);
+        assert_ne!(new_client_secret(), new_client_secret());
+        assert_eq!(random_token(32).len(), 43);
+    }
+
+    #[test]
+    fn sha256_and_constant_time_comparison() {
+        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "abcd"));
+    }
+}

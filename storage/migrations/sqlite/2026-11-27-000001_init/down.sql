@@ -1,0 +1,10 @@
+DROP TABLE audit_chain;
+DROP TABLE audit_events;
+DROP TABLE signing_keys;
+DROP TABLE otp_inbox;
+DROP TABLE otp_challenges;
+DROP TABLE refresh_tokens;
+DROP TABLE sessions;
+DROP TABLE api_access;
+DROP TABLE gsp_clients;
+DROP TABLE taxpayers;

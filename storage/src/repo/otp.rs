@@ -1,0 +1,183 @@
+//! OTP challenges (hashed codes) and the taxpayer's inbox (the delivered messages).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use gsp_gateway_domain::OtpChallenge;
+
+use crate::schema::{otp_challenges, otp_inbox};
+use crate::{DbConn, StorageError, from_db};
+
+/// The challenge is waiting for its code.
+pub const PENDING: &str = "pending";
+/// The code was exchanged for a session.
+pub const USED: &str = "used";
+/// Too many wrong codes.
+pub const VOIDED: &str = "voided";
+/// A newer request from the same GSP replaced it.
+pub const REPLACED: &str = "replaced";
+
+/// A stored OTP challenge.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = otp_challenges)]
+pub struct ChallengeRow {
+    /// Challenge id (`otp_request_id`).
+    pub id: String,
+    /// Addressed to.
+    pub taxpayer_id: String,
+    /// Requested by.
+    pub gsp_client_id: String,
+    /// `OtpCode::hash_for(id)`.
+    pub code_hash: String,
+    /// When requested.
+    pub created_at: NaiveDateTime,
+    /// When the code stops working.
+    pub expires_at: NaiveDateTime,
+    /// Wrong codes still allowed.
+    pub attempts_left: i32,
+    /// `pending`, `used`, `voided` or `replaced`.
+    pub state: String,
+}
+
+impl ChallengeRow {
+    /// The domain challenge.
+    pub fn to_domain(&self) -> OtpChallenge {
+        OtpChallenge {
+            id: self.id.clone(),
+            code_hash: self.code_hash.clone(),
+            expires_at: from_db(self.expires_at),
+            attempts_left: u8::try_from(self.attempts_left.max(0)).unwrap_or(0),
+        }
+    }
+}
+
+/// A delivered OTP message in the taxpayer's inbox.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = otp_inbox)]
+pub struct InboxRow {
+    /// The challenge it belongs to.
+    pub challenge_id: String,
+    /// Addressee.
+    pub taxpayer_id: String,
+    /// Who asked.
+    pub gsp_name: String,
+    /// The code itself (the message, as an SMS would carry it).
+    pub code: String,
+    /// When sent.
+    pub created_at: NaiveDateTime,
+    /// Until when the code works.
+    pub expires_at: NaiveDateTime,
+}
+
+/// Replaces the pair's pending challenge (and its inbox message); returns the replaced ids.
+pub fn replace_pending(
+    conn: &mut DbConn,
+    taxpayer_id: &str,
+    gsp_client_id: &str,
+) -> Result<Vec<String>, StorageError> {
+    let ids: Vec<String> = otp_challenges::table
+        .filter(otp_challenges::taxpayer_id.eq(taxpayer_id))
+        .filter(otp_challenges::gsp_client_id.eq(gsp_client_id))
+        .filter(otp_challenges::state.eq(PENDING))
+        .select(otp_challenges::id)
+        .load(conn)?;
+    if !ids.is_empty() {
+        diesel::delete(otp_inbox::table.filter(otp_inbox::challenge_id.eq_any(&ids))).execute(conn)?;
+        diesel::update(otp_challenges::table.filter(otp_challenges::id.eq_any(&ids)))
+            .set(otp_challenges::state.eq(REPLACED))
+            .execute(conn)?;
+    }
+    Ok(ids)
+}
+
+/// Inserts a challenge.
+pub fn insert(conn: &mut DbConn, row: &ChallengeRow) -> Result<(), StorageError> {
+    diesel::insert_into(otp_challenges::table).values(row).execute(conn)?;
+    Ok(())
+}
+
+/// The pair's pending challenge (expired or not).
+pub fn find_pending(
+    conn: &mut DbConn,
+    taxpayer_id: &str,
+    gsp_client_id: &str,
+) -> Result<Option<ChallengeRow>, StorageError> {
+    Ok(otp_challenges::table
+        .filter(otp_challenges::taxpayer_id.eq(taxpayer_id))
+        .filter(otp_challenges::gsp_client_id.eq(gsp_client_id))
+        .filter(otp_challenges::state.eq(PENDING))
+        .order(otp_challenges::created_at.desc())
+        .select(ChallengeRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// How many challenges the pair opened since `since` (the OTP request rate).
+pub fn count_since(
+    conn: &mut DbConn,
+    taxpayer_id: &str,
+    gsp_client_id: &str,
+    since: NaiveDateTime,
+) -> Result<i64, StorageError> {
+    Ok(otp_challenges::table
+        .filter(otp_challenges::taxpayer_id.eq(taxpayer_id))
+        .filter(otp_challenges::gsp_client_id.eq(gsp_client_id))
+        .filter(otp_challenges::created_at.gt(since))
+        .count()
+        .get_result(conn)?)
+}
+
+/// The oldest challenge of the pair since `since` (to say when the rate allows another).
+pub fn oldest_since(
+    conn: &mut DbConn,
+    taxpayer_id: &str,
+    gsp_client_id: &str,
+    since: NaiveDateTime,
+) -> Result<Option<NaiveDateTime>, StorageError> {
+    Ok(otp_challenges::table
+        .filter(otp_challenges::taxpayer_id.eq(taxpayer_id))
+        .filter(otp_challenges::gsp_client_id.eq(gsp_client_id))
+        .filter(otp_challenges::created_at.gt(since))
+        .select(otp_challenges::created_at)
+        .order(otp_challenges::created_at.asc())
+        .first(conn)
+        .optional()?)
+}
+
+/// Counts a wrong code.
+pub fn set_attempts_left(conn: &mut DbConn, id: &str, attempts_left: i32) -> Result<(), StorageError> {
+    diesel::update(otp_challenges::table.find(id))
+        .set(otp_challenges::attempts_left.eq(attempts_left))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Moves a pending challenge to `state` and deletes its inbox message; false if it was not pending.
+pub fn close(conn: &mut DbConn, id: &str, state: &str) -> Result<bool, StorageError> {
+    diesel::delete(otp_inbox::table.filter(otp_inbox::challenge_id.eq(id))).execute(conn)?;
+    let n = diesel::update(otp_challenges::table.find(id).filter(otp_challenges::state.eq(PENDING)))
+        .set((otp_challenges::state.eq(state), otp_challenges::attempts_left.eq(0)))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Puts a message in the taxpayer's inbox.
+pub fn deliver_to_inbox(conn: &mut DbConn, row: &InboxRow) -> Result<(), StorageError> {
+    diesel::insert_into(otp_inbox::table).values(row).execute(conn)?;
+    Ok(())
+}
+
+/// The taxpayer's unexpired messages, newest first; expired ones are deleted on the way.
+pub fn inbox(conn: &mut DbConn, taxpayer_id: &str, now: NaiveDateTime) -> Result<Vec<InboxRow>, StorageError> {
+    diesel::delete(otp_inbox::table.filter(otp_inbox::taxpayer_id.eq(taxpayer_id)).filter(otp_inbox::expires_at.le(now)))
+        .execute(conn)?;
+    Ok(otp_inbox::table
+        .filter(otp_inbox::taxpayer_id.eq(taxpayer_id))
+        .order((otp_inbox::created_at.desc(), otp_inbox::challenge_id.desc()))
+        .select(InboxRow::as_select())
+        .load(conn)?)
+}
+
+/// Deletes every expired inbox message (housekeeping).
+pub fn purge_expired_inbox(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, StorageError> {
+    Ok(diesel::delete(otp_inbox::table.filter(otp_inbox::expires_at.le(now))).execute(conn)?)
+}
