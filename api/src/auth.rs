@@ -16,11 +16,15 @@ use crate::tokens::{TokenError, TokenKind};
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("application state missing"))
+    req.app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("application state missing"))
 }
 
 /// 401 `token_missing` with the challenge header.
@@ -53,14 +57,21 @@ impl FromRequest for Operator {
         ready((|| {
             let state = state(req)?;
             let Some(expected) = state.settings.admin_token.as_deref() else {
-                return Err(ApiError::new(ErrorCode::NotFound, "the admin API is not enabled on this gateway"));
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    "the admin API is not enabled on this gateway",
+                ));
             };
             let token = bearer(req).ok_or_else(|| token_missing("admin"))?;
             if constant_time_eq(token, expected) {
                 Ok(Operator)
             } else {
-                Err(ApiError::new(ErrorCode::TokenInvalid, "the admin token is wrong")
-                    .with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"admin\", error=\"invalid_token\""))
+                Err(
+                    ApiError::new(ErrorCode::TokenInvalid, "the admin token is wrong").with_header(
+                        header::WWW_AUTHENTICATE,
+                        "Bearer realm=\"admin\", error=\"invalid_token\"",
+                    ),
+                )
             }
         })())
     }
@@ -105,10 +116,14 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let ip = req.connection_info().realip_remote_addr().map(|a| {
-            a.parse::<std::net::SocketAddr>().map(|s| s.ip().to_string()).unwrap_or_else(|_| a.to_owned())
+            a.parse::<std::net::SocketAddr>()
+                .map(|s| s.ip().to_string())
+                .unwrap_or_else(|_| a.to_owned())
         });
-        let request_id =
-            req.extensions().get::<RequestId>().map_or_else(crate::request_id::current, |r| r.0.clone());
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map_or_else(crate::request_id::current, |r| r.0.clone());
         ready(Ok(Caller { ip, request_id }))
     }
 }

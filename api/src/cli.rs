@@ -103,10 +103,16 @@ pub enum AuditCommand {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
     };
 }
 
@@ -141,10 +147,13 @@ pub fn run() -> ExitCode {
     }
 }
 
-async fn execute(command: Command, settings: Settings) -> Result<ExitCode, String> {
+/// Runs one command with `settings`; returns the process exit code.
+pub async fn execute(command: Command, settings: Settings) -> Result<ExitCode, String> {
     match command {
         Command::Serve => {
-            let app = Application::build(settings, Clock::system()).await.map_err(|e| e.to_string())?;
+            let app = Application::build(settings, Clock::system())
+                .await
+                .map_err(|e| e.to_string())?;
             app.run_until_stopped().await.map_err(|e| e.to_string())?;
             tracing::info!("gsp-gateway stopped");
             Ok(ExitCode::SUCCESS)
@@ -152,7 +161,9 @@ async fn execute(command: Command, settings: Settings) -> Result<ExitCode, Strin
         Command::Openapi { json } => {
             let text = if json {
                 use utoipa::OpenApi;
-                crate::openapi::ApiDoc::openapi().to_pretty_json().map_err(|e| e.to_string())?
+                crate::openapi::ApiDoc::openapi()
+                    .to_pretty_json()
+                    .map_err(|e| e.to_string())?
             } else {
                 crate::openapi::yaml()?
             };
@@ -165,20 +176,29 @@ async fn execute(command: Command, settings: Settings) -> Result<ExitCode, Strin
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
-            println!("{applied} migration(s) applied to {}", redact(&settings.database_url));
+            println!(
+                "{applied} migration(s) applied to {}",
+                redact(&settings.database_url)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(admin) => run_admin(admin, &settings).await,
         Command::Keys(KeysCommand::Rotate) => {
             let db = open(&settings).await?;
             let now = Clock::system().now();
-            let keep = TimeDelta::seconds(settings.access_token_ttl_secs.max(settings.taxpayer_token_ttl_secs) as i64)
-                + TimeDelta::minutes(5);
+            let keep = TimeDelta::seconds(
+                settings
+                    .access_token_ttl_secs
+                    .max(settings.taxpayer_token_ttl_secs) as i64,
+            ) + TimeDelta::minutes(5);
             let kid = db
                 .run(move |conn| crate::tokens::rotate(conn, now, keep))
                 .await
                 .map_err(|e| e.to_string())?;
-            println!("new signing key {kid} is active; the previous one stays published for {} minutes", keep.num_minutes());
+            println!(
+                "new signing key {kid} is active; the previous one stays published for {} minutes",
+                keep.num_minutes()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify) => {
@@ -190,7 +210,10 @@ async fn execute(command: Command, settings: Settings) -> Result<ExitCode, Strin
                     Ok(ExitCode::SUCCESS)
                 }
                 Some((id, reason)) => {
-                    println!("audit chain BROKEN at event {id}: {reason} ({} event(s) verified before it)", report.checked);
+                    println!(
+                        "audit chain BROKEN at event {id}: {reason} ({} event(s) verified before it)",
+                        report.checked
+                    );
                     Ok(ExitCode::from(1))
                 }
             }
@@ -205,24 +228,59 @@ async fn open(settings: &Settings) -> Result<Db, String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    Ok(Db::new(&url, &PoolOptions { max_size: 2, checkout_timeout: settings.db_timeout() }))
+    Ok(Db::new(
+        &url,
+        &PoolOptions {
+            max_size: 2,
+            checkout_timeout: settings.db_timeout(),
+        },
+    ))
 }
 
 fn cli_event() -> NewAuditEvent {
-    NewAuditEvent { actor: "operator".into(), detail: serde_json::json!({"via": "cli"}), ..Default::default() }
+    NewAuditEvent {
+        actor: "operator".into(),
+        detail: serde_json::json!({"via": "cli"}),
+        ..Default::default()
+    }
 }
 
 async fn run_admin(command: AdminCommand, settings: &Settings) -> Result<ExitCode, String> {
     let db = open(settings).await?;
     let now = Clock::system().now();
     let output = match command {
-        AdminCommand::CreateTaxpayer { gstin, username, password, legal_name, trade_name, email, mobile } => {
-            let input = NewTaxpayer { gstin, username, password, legal_name, trade_name, email, mobile };
+        AdminCommand::CreateTaxpayer {
+            gstin,
+            username,
+            password,
+            legal_name,
+            trade_name,
+            email,
+            mobile,
+        } => {
+            let input = NewTaxpayer {
+                gstin,
+                username,
+                password,
+                legal_name,
+                trade_name,
+                email,
+                mobile,
+            };
             let checked = provisioning::check_taxpayer(input).map_err(|e| e.to_string())?;
             let hash = PasswordHash::create(&checked.password()).map_err(|e| e.to_string())?;
             let lifetime = settings.password_lifetime_days;
             let view = db
-                .run(move |conn| Ok(provisioning::create_taxpayer(conn, checked, &hash, now, lifetime, cli_event())))
+                .run(move |conn| {
+                    Ok(provisioning::create_taxpayer(
+                        conn,
+                        checked,
+                        &hash,
+                        now,
+                        lifetime,
+                        cli_event(),
+                    ))
+                })
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;

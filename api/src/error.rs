@@ -149,20 +149,33 @@ pub struct ApiError {
 impl ApiError {
     /// A problem with `code` and a detail a client can act on (never internal causes).
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), extra: Map::new(), headers: Vec::new() }
+        Self {
+            code,
+            detail: detail.into(),
+            extra: Map::new(),
+            headers: Vec::new(),
+        }
     }
 
     /// A 422 naming the offending field.
     pub fn field(code: ErrorCode, field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::new(code, format!("{field}: {message}"))
-            .with("errors", json!([FieldError { field: field.to_owned(), message }]))
+        Self::new(code, format!("{field}: {message}")).with(
+            "errors",
+            json!([FieldError {
+                field: field.to_owned(),
+                message
+            }]),
+        )
     }
 
     /// A 500 whose cause goes to the log only.
     pub fn internal(cause: impl fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(ErrorCode::InternalError, "the server failed; the request id identifies it in the log")
+        Self::new(
+            ErrorCode::InternalError,
+            "the server failed; the request id identifies it in the log",
+        )
     }
 
     /// Adds a member to the problem body.
@@ -187,7 +200,10 @@ impl ApiError {
     /// The problem body, with the current request's id.
     pub fn body(&self) -> Value {
         let mut body = Map::new();
-        body.insert("type".into(), json!(format!("https://gsp-gateway.dev/problems/{}", self.code.as_str())));
+        body.insert(
+            "type".into(),
+            json!(format!("https://gsp-gateway.dev/problems/{}", self.code.as_str())),
+        );
         body.insert("title".into(), json!(self.code.title()));
         body.insert("status".into(), json!(self.code.status().as_u16()));
         body.insert("detail".into(), json!(self.detail));
@@ -229,12 +245,18 @@ impl From<StorageError> for ApiError {
         match error {
             StorageError::Conflict(what) => {
                 tracing::debug!(%what, "conflict");
-                Self::new(ErrorCode::Conflict, "a resource with these unique fields already exists")
+                Self::new(
+                    ErrorCode::Conflict,
+                    "a resource with these unique fields already exists",
+                )
             }
             StorageError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
-                Self::new(ErrorCode::ServiceUnavailable, "the database is unavailable; try again shortly")
-                    .with_header(header::RETRY_AFTER, "1")
+                Self::new(
+                    ErrorCode::ServiceUnavailable,
+                    "the database is unavailable; try again shortly",
+                )
+                .with_header(header::RETRY_AFTER, "1")
             }
             other => Self::internal(other),
         }
@@ -253,7 +275,9 @@ impl From<DomainError> for ApiError {
             }
             DomainError::InvalidUsername(_) => Self::field(ErrorCode::ValidationFailed, "username", detail),
             DomainError::WeakPassword(_) => Self::field(ErrorCode::WeakPassword, "new_password", detail),
-            DomainError::PasswordUnchanged => Self::field(ErrorCode::PasswordUnchanged, "new_password", detail),
+            DomainError::PasswordUnchanged => {
+                Self::field(ErrorCode::PasswordUnchanged, "new_password", detail)
+            }
             DomainError::ApiAccessDisabled => Self::new(
                 ErrorCode::ApiAccessDisabled,
                 "API access is not available: the taxpayer has not enabled API access on the portal",

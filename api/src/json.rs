@@ -64,7 +64,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is larger than {limit} bytes"))
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the body is larger than {limit} bytes"),
+    )
 }
 
 fn is_json(req: &HttpRequest) -> bool {
@@ -80,7 +83,10 @@ fn is_json(req: &HttpRequest) -> bool {
 pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     // Syntax first, so a malformed body is 400 even when its start has the right shape.
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-        return Err(ApiError::new(ErrorCode::InvalidRequest, format!("the body is not well-formed JSON: {error}")));
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("the body is not well-formed JSON: {error}"),
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
@@ -93,9 +99,10 @@ pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
                     ErrorCode::InvalidRequest,
                     format!("the body is not well-formed JSON: {inner}"),
                 )),
-                serde_json::error::Category::Io => {
-                    Err(ApiError::new(ErrorCode::InvalidRequest, "the request body could not be read"))
-                }
+                serde_json::error::Category::Io => Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "the request body could not be read",
+                )),
                 serde_json::error::Category::Data => {
                     let message = strip_position(&inner.to_string());
                     let field = if path == "." || path.is_empty() {
@@ -122,7 +129,10 @@ fn missing_field(message: &str) -> Option<String> {
 /// `QueryConfig` error handler: 422 naming the parameter.
 pub fn query_error(error: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let message = strip_position(&error.to_string());
-    let message = message.strip_prefix("Query deserialize error: ").unwrap_or(&message).to_owned();
+    let message = message
+        .strip_prefix("Query deserialize error: ")
+        .unwrap_or(&message)
+        .to_owned();
     let field = missing_field(&message).unwrap_or_else(|| "query".to_owned());
     ApiError::field(ErrorCode::ValidationFailed, &field, message).into()
 }
@@ -134,7 +144,10 @@ pub fn path_error(error: PathError, _req: &HttpRequest) -> actix_web::Error {
 
 /// Default service: 404 `not_found` for unknown routes.
 pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.path())))
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
 }
 
 /// Default service of a resource: 405 `method_not_allowed`.
@@ -169,7 +182,8 @@ mod tests {
         assert_eq!(e.body()["errors"][0]["field"], "username");
         let e = parse::<Login>(&Bytes::from_static(b"[]")).unwrap_err();
         assert_eq!(e.code(), ErrorCode::ValidationFailed);
-        let e = parse::<Login>(&Bytes::from_static(b"{\"username\":\"a\",\"password\":\"b\"} x")).unwrap_err();
+        let e =
+            parse::<Login>(&Bytes::from_static(b"{\"username\":\"a\",\"password\":\"b\"} x")).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidRequest);
     }
 }

@@ -50,7 +50,10 @@ impl Modify for Security {
         };
         components.add_security_scheme(
             "admin_token",
-            bearer("The operator token configured with --admin-token (GSP_GATEWAY_ADMIN_TOKEN).", None),
+            bearer(
+                "The operator token configured with --admin-token (GSP_GATEWAY_ADMIN_TOKEN).",
+                None,
+            ),
         );
         components.add_security_scheme(
             "taxpayer_token",
@@ -61,7 +64,8 @@ impl Modify for Security {
             bearer("A GSP session token from POST /v1/gsp/token.", Some("JWT")),
         );
         let mut basic = Http::new(HttpAuthScheme::Basic);
-        basic.description = Some("GSP client credentials: client_id as user name, client_secret as password.".into());
+        basic.description =
+            Some("GSP client credentials: client_id as user name, client_secret as password.".into());
         components.add_security_scheme("gsp_client", SecurityScheme::Http(basic));
     }
 }

@@ -28,7 +28,9 @@ pub struct RequestId(pub String);
 
 fn acceptable(candidate: &str) -> bool {
     (1..=64).contains(&candidate.len())
-        && candidate.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && candidate
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Middleware: assigns the id, scopes it for the request, logs one access line.

@@ -12,11 +12,11 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::clock::Clock;
 use crate::json::{BodyLimit, path_error, query_error, route_not_found};
 use crate::openapi::ApiDoc;
+use crate::request_id;
 use crate::routes::{admin, docs, health, resource};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::tokens::{KeyRing, ensure_active_key};
-use crate::request_id;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,13 @@ impl Application {
         tokio::task::spawn_blocking(move || migrate(&migrate_url))
             .await
             .map_err(|e| StartupError::Config(e.to_string()))??;
-        let db = Db::new(&url, &PoolOptions { max_size: settings.db_pool_size, checkout_timeout: settings.db_timeout() });
+        let db = Db::new(
+            &url,
+            &PoolOptions {
+                max_size: settings.db_pool_size,
+                checkout_timeout: settings.db_timeout(),
+            },
+        );
         let keys = KeyRing::new(settings.issuer.clone());
         let now = clock.now();
         keys.replace(&db.run(move |conn| ensure_active_key(conn, now)).await?);
@@ -80,7 +86,11 @@ impl Application {
         if let Some(n) = workers {
             server = server.workers(n.max(1));
         }
-        Ok(Self { port, server: server.run(), state })
+        Ok(Self {
+            port,
+            server: server.run(),
+            state,
+        })
     }
 
     /// The bound port.

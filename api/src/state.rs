@@ -22,6 +22,10 @@ pub struct AppState {
 }
 
 /// Runs CPU-heavy work (password hashing) off the async workers.
-pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, crate::error::ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(crate::error::ApiError::internal)
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, crate::error::ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(crate::error::ApiError::internal)
 }

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 pub const JWT_PURPOSE: &str = "jwt";
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: i64 = 10;
-const PKCS8_ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+const PKCS8_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
 /// Which kind of token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +110,9 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("KeyRing")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -162,7 +166,10 @@ pub fn ensure_active_key(conn: &mut DbConn, now: DateTime<Utc>) -> Result<Vec<Ke
 impl KeyRing {
     /// An empty ring for `issuer`; load it with [`KeyRing::replace`].
     pub fn new(issuer: String) -> Self {
-        Self { issuer, set: RwLock::new(Arc::new(KeySet::default())) }
+        Self {
+            issuer,
+            set: RwLock::new(Arc::new(KeySet::default())),
+        }
     }
 
     /// Replaces the keys with `rows` (newest first); rows that cannot be decoded are skipped and logged.
@@ -204,7 +211,14 @@ impl KeyRing {
         self.snapshot()
             .published
             .iter()
-            .map(|k| Jwk { kty: "OKP", crv: "Ed25519", x: k.x.clone(), kid: k.kid.clone(), alg: "EdDSA", use_: "sig" })
+            .map(|k| Jwk {
+                kty: "OKP",
+                crv: "Ed25519",
+                x: k.x.clone(),
+                kid: k.kid.clone(),
+                alg: "EdDSA",
+                use_: "sig",
+            })
             .collect()
     }
 
@@ -294,7 +308,11 @@ fn decode_row(row: &KeyRow) -> Option<Key> {
 }
 
 /// Retires the active key (kept published for `keep_published`) and makes a new one active.
-pub fn rotate(conn: &mut DbConn, now: DateTime<Utc>, keep_published: TimeDelta) -> Result<String, StorageError> {
+pub fn rotate(
+    conn: &mut DbConn,
+    now: DateTime<Utc>,
+    keep_published: TimeDelta,
+) -> Result<String, StorageError> {
     gsp_gateway_storage::write_tx(conn, |conn| {
         keys::retire_active(conn, JWT_PURPOSE, to_db(now), to_db(now + keep_published))?;
         let row = new_key_row(now);
@@ -328,18 +346,46 @@ mod tests {
         let now = Utc::now();
         let ring = ring(now);
         let (token, claims) = ring
-            .issue(TokenKind::Session, "24AAUPV7468F1ZW", Some("s1"), Some("c1"), now, now + TimeDelta::hours(6))
+            .issue(
+                TokenKind::Session,
+                "24AAUPV7468F1ZW",
+                Some("s1"),
+                Some("c1"),
+                now,
+                now + TimeDelta::hours(6),
+            )
             .unwrap();
         assert_eq!(ring.verify(&token, TokenKind::Session, now), Ok(claims));
-        assert_eq!(ring.verify(&token, TokenKind::Taxpayer, now), Err(TokenError::Invalid));
-        assert_eq!(ring.verify(&token, TokenKind::Session, now + TimeDelta::hours(7)), Err(TokenError::Expired));
-        assert_eq!(ring.verify(&token, TokenKind::Session, now - TimeDelta::hours(1)), Err(TokenError::Invalid));
+        assert_eq!(
+            ring.verify(&token, TokenKind::Taxpayer, now),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            ring.verify(&token, TokenKind::Session, now + TimeDelta::hours(7)),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            ring.verify(&token, TokenKind::Session, now - TimeDelta::hours(1)),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
     fn another_rings_token_is_invalid() {
         let now = Utc::now();
-        let (token, _) = ring(now).issue(TokenKind::Taxpayer, "x", None, None, now, now + TimeDelta::hours(1)).unwrap();
-        assert_eq!(ring(now).verify(&token, TokenKind::Taxpayer, now), Err(TokenError::Invalid));
+        let (token, _) = ring(now)
+            .issue(
+                TokenKind::Taxpayer,
+                "x",
+                None,
+                None,
+                now,
+                now + TimeDelta::hours(1),
+            )
+            .unwrap();
+        assert_eq!(
+            ring(now).verify(&token, TokenKind::Taxpayer, now),
+            Err(TokenError::Invalid)
+        );
     }
 }

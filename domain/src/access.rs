@@ -45,7 +45,11 @@ pub enum ApiAccess {
 impl ApiAccess {
     /// Opens a new window of `duration` at `now`, replacing any earlier one.
     pub fn enable(duration: AccessDuration, now: DateTime<Utc>) -> Self {
-        Self::Enabled { duration, enabled_at: now, expires_at: now + duration.as_delta() }
+        Self::Enabled {
+            duration,
+            enabled_at: now,
+            expires_at: now + duration.as_delta(),
+        }
     }
 
     /// The status at `now`: a window that ends at T is enabled at T-1s and expired at T.
@@ -82,7 +86,9 @@ mod tests {
     use super::*;
 
     fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-27T05:26:34Z").unwrap().to_utc()
+        DateTime::parse_from_rfc3339("2026-11-27T05:26:34Z")
+            .unwrap()
+            .to_utc()
     }
 
     #[test]
@@ -90,7 +96,10 @@ mod tests {
         let access = ApiAccess::enable(AccessDuration::from_hours(6).unwrap(), t0());
         let end = t0() + TimeDelta::hours(6);
         assert_eq!(access.expires_at(), Some(end));
-        assert_eq!(access.status_at(end - TimeDelta::seconds(1)), AccessStatus::Enabled);
+        assert_eq!(
+            access.status_at(end - TimeDelta::seconds(1)),
+            AccessStatus::Enabled
+        );
         assert_eq!(access.status_at(end), AccessStatus::Expired);
         assert_eq!(access.open_until(end), Err(DomainError::ApiAccessExpired));
         assert_eq!(access.open_until(t0()), Ok(end));
@@ -99,6 +108,9 @@ mod tests {
     #[test]
     fn disabled_access_is_never_open() {
         assert_eq!(ApiAccess::Disabled.status_at(t0()), AccessStatus::Disabled);
-        assert_eq!(ApiAccess::Disabled.open_until(t0()), Err(DomainError::ApiAccessDisabled));
+        assert_eq!(
+            ApiAccess::Disabled.open_until(t0()),
+            Err(DomainError::ApiAccessDisabled)
+        );
     }
 }

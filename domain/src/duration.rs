@@ -43,7 +43,10 @@ mod tests {
     fn bounds_are_six_hours_and_thirty_days() {
         assert_eq!(AccessDuration::from_hours(5), Err(DomainError::InvalidDuration));
         assert_eq!(AccessDuration::from_hours(6).map(AccessDuration::hours), Ok(6));
-        assert_eq!(AccessDuration::from_hours(720).map(AccessDuration::hours), Ok(720));
+        assert_eq!(
+            AccessDuration::from_hours(720).map(AccessDuration::hours),
+            Ok(720)
+        );
         assert_eq!(AccessDuration::from_hours(721), Err(DomainError::InvalidDuration));
         assert_eq!(AccessDuration::from_hours(-6), Err(DomainError::InvalidDuration));
     }

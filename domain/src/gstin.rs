@@ -53,7 +53,9 @@ impl Pan {
             && b[5..9].iter().all(u8::is_ascii_digit)
             && b[9].is_ascii_uppercase();
         if !shape {
-            return Err(DomainError::InvalidPan("a PAN is 5 letters, 4 digits and a letter"));
+            return Err(DomainError::InvalidPan(
+                "a PAN is 5 letters, 4 digits and a letter",
+            ));
         }
         Ok(Self(input.to_owned()))
     }
@@ -91,7 +93,9 @@ impl Gstin {
             return Err(DomainError::InvalidGstin("the entity code is 1-9 or A-Z"));
         }
         if b[13] != b'Z' {
-            return Err(DomainError::InvalidGstin("only regular registrations (14th character Z) are accepted"));
+            return Err(DomainError::InvalidGstin(
+                "only regular registrations (14th character Z) are accepted",
+            ));
         }
         if b[14] != check_character(&b[..14]) {
             return Err(DomainError::InvalidGstin("the check character does not match"));
@@ -156,7 +160,13 @@ mod tests {
 
     #[test]
     fn known_good_gstins_parse() {
-        for g in ["24AAUPV7468F1ZW", "27AAPFU0939F1ZV", "29AAGCB7383J1Z4", "07AAACR5055K1Z9", "33AABCT3518Q1Z3"] {
+        for g in [
+            "24AAUPV7468F1ZW",
+            "27AAPFU0939F1ZV",
+            "29AAGCB7383J1Z4",
+            "07AAACR5055K1Z9",
+            "33AABCT3518Q1Z3",
+        ] {
             assert_eq!(Gstin::parse(g).map(|g| g.to_string()), Ok(g.to_owned()), "{g}");
         }
     }
@@ -174,12 +184,22 @@ mod tests {
 
     #[test]
     fn input_is_trimmed_and_upper_cased() {
-        assert_eq!(Gstin::parse("  24aaupv7468f1zw ").map(String::from), Ok("24AAUPV7468F1ZW".to_owned()));
+        assert_eq!(
+            Gstin::parse("  24aaupv7468f1zw ").map(String::from),
+            Ok("24AAUPV7468F1ZW".to_owned())
+        );
     }
 
     #[test]
     fn malformed_gstins_are_refused() {
-        for g in ["", "24AAUPV7468F1Z", "24AAUPV7468F1ZWW", "00AAUPV7468F1ZW", "2AAAUPV7468F1ZW", "24AAUPV7468F1YW"] {
+        for g in [
+            "",
+            "24AAUPV7468F1Z",
+            "24AAUPV7468F1ZWW",
+            "00AAUPV7468F1ZW",
+            "2AAAUPV7468F1ZW",
+            "24AAUPV7468F1YW",
+        ] {
             assert!(Gstin::parse(g).is_err(), "{g}");
         }
         assert!(Gstin::parse("24AAUPV7468F1Z-").is_err());

@@ -76,7 +76,12 @@ impl OtpChallenge {
     /// Opens a challenge for `code` at `now`.
     pub fn open(id: String, code: &OtpCode, now: DateTime<Utc>) -> Self {
         let code_hash = code.hash_for(&id);
-        Self { id, code_hash, expires_at: now + TimeDelta::minutes(OTP_LIFETIME_MINUTES), attempts_left: OTP_ATTEMPTS }
+        Self {
+            id,
+            code_hash,
+            expires_at: now + TimeDelta::minutes(OTP_LIFETIME_MINUTES),
+            attempts_left: OTP_ATTEMPTS,
+        }
     }
 
     /// Checks `code` at `now`. The caller stores the consequence (consume, decrement or void).
@@ -99,7 +104,9 @@ mod tests {
     use super::*;
 
     fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-27T00:00:00Z").unwrap().to_utc()
+        DateTime::parse_from_rfc3339("2026-11-27T00:00:00Z")
+            .unwrap()
+            .to_utc()
     }
 
     #[test]
@@ -116,7 +123,12 @@ mod tests {
     fn five_wrong_codes_count_down_then_exhaust() {
         let mut challenge = OtpChallenge::open("c1".into(), &OtpCode::fixed("123456"), t0());
         for expected in [4, 3, 2, 1] {
-            assert_eq!(challenge.verify("000000", t0()), OtpVerdict::Wrong { attempts_remaining: expected });
+            assert_eq!(
+                challenge.verify("000000", t0()),
+                OtpVerdict::Wrong {
+                    attempts_remaining: expected
+                }
+            );
             challenge.attempts_left -= 1;
         }
         assert_eq!(challenge.verify("000000", t0()), OtpVerdict::Exhausted);
@@ -126,8 +138,14 @@ mod tests {
     #[test]
     fn a_code_expires_after_ten_minutes() {
         let challenge = OtpChallenge::open("c1".into(), &OtpCode::fixed("123456"), t0());
-        assert_eq!(challenge.verify("123456", t0() + TimeDelta::seconds(599)), OtpVerdict::Accepted);
-        assert_eq!(challenge.verify("123456", t0() + TimeDelta::minutes(10)), OtpVerdict::Expired);
+        assert_eq!(
+            challenge.verify("123456", t0() + TimeDelta::seconds(599)),
+            OtpVerdict::Accepted
+        );
+        assert_eq!(
+            challenge.verify("123456", t0() + TimeDelta::minutes(10)),
+            OtpVerdict::Expired
+        );
         assert_ne!(challenge.code_hash, OtpCode::fixed("123456").hash_for("c2"));
     }
 }

@@ -59,7 +59,9 @@ impl PasswordHash {
     /// True when `password` matches. CPU-heavy: call it off the async workers.
     pub fn verify(&self, password: &str) -> Result<bool, DomainError> {
         let parsed = Phc::new(&self.0).map_err(|e| DomainError::Credential(e.to_string()))?;
-        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
     }
 
     /// The PHC string, for storage.
@@ -75,10 +77,22 @@ mod tests {
     #[test]
     fn policy_names_the_broken_rule() {
         let p = PasswordPolicy;
-        assert_eq!(p.check("Sh0rt!", "asha"), Err(DomainError::WeakPassword("at least 8 characters")));
-        assert_eq!(p.check("NoDigitsHere!", "asha"), Err(DomainError::WeakPassword("at least one digit")));
-        assert_eq!(p.check("NoSymbols123", "asha"), Err(DomainError::WeakPassword("at least one symbol")));
-        assert_eq!(p.check("12345678!", "asha"), Err(DomainError::WeakPassword("at least one letter")));
+        assert_eq!(
+            p.check("Sh0rt!", "asha"),
+            Err(DomainError::WeakPassword("at least 8 characters"))
+        );
+        assert_eq!(
+            p.check("NoDigitsHere!", "asha"),
+            Err(DomainError::WeakPassword("at least one digit"))
+        );
+        assert_eq!(
+            p.check("NoSymbols123", "asha"),
+            Err(DomainError::WeakPassword("at least one symbol"))
+        );
+        assert_eq!(
+            p.check("12345678!", "asha"),
+            Err(DomainError::WeakPassword("at least one letter"))
+        );
         assert_eq!(
             p.check("ASHA-2026-pass", "asha"),
             Err(DomainError::WeakPassword("must not contain the username"))

@@ -69,15 +69,26 @@ mod tests {
     use crate::AccessDuration;
 
     fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-27T00:00:00Z").unwrap().to_utc()
+        DateTime::parse_from_rfc3339("2026-11-27T00:00:00Z")
+            .unwrap()
+            .to_utc()
     }
 
     #[test]
     fn access_is_checked_before_the_session() {
-        let revoked = SessionState { expires_at: t0() + TimeDelta::hours(6), revoked_at: Some(t0()) };
-        assert_eq!(authorize(&revoked, &ApiAccess::Disabled, t0()), Err(DomainError::ApiAccessDisabled));
+        let revoked = SessionState {
+            expires_at: t0() + TimeDelta::hours(6),
+            revoked_at: Some(t0()),
+        };
+        assert_eq!(
+            authorize(&revoked, &ApiAccess::Disabled, t0()),
+            Err(DomainError::ApiAccessDisabled)
+        );
         let access = ApiAccess::enable(AccessDuration::from_hours(6).unwrap(), t0());
-        assert_eq!(authorize(&revoked, &access, t0()), Err(DomainError::SessionRevoked));
+        assert_eq!(
+            authorize(&revoked, &access, t0()),
+            Err(DomainError::SessionRevoked)
+        );
         assert_eq!(
             authorize(&revoked, &access, t0() + TimeDelta::hours(7)),
             Err(DomainError::ApiAccessExpired)
@@ -87,9 +98,18 @@ mod tests {
     #[test]
     fn an_active_session_in_an_open_window_passes() {
         let access = ApiAccess::enable(AccessDuration::from_hours(24).unwrap(), t0());
-        let session = SessionState { expires_at: t0() + TimeDelta::hours(24), revoked_at: None };
+        let session = SessionState {
+            expires_at: t0() + TimeDelta::hours(24),
+            revoked_at: None,
+        };
         assert_eq!(authorize(&session, &access, t0() + TimeDelta::hours(1)), Ok(()));
-        let short = SessionState { expires_at: t0() + TimeDelta::hours(1), revoked_at: None };
-        assert_eq!(authorize(&short, &access, t0() + TimeDelta::hours(2)), Err(DomainError::SessionExpired));
+        let short = SessionState {
+            expires_at: t0() + TimeDelta::hours(1),
+            revoked_at: None,
+        };
+        assert_eq!(
+            authorize(&short, &access, t0() + TimeDelta::hours(2)),
+            Err(DomainError::SessionExpired)
+        );
     }
 }

@@ -16,8 +16,13 @@ impl Username {
         if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
             return Err(DomainError::InvalidUsername("a username starts with a letter"));
         }
-        if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-            return Err(DomainError::InvalidUsername("a username has only letters, digits, '.', '_' and '-'"));
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(DomainError::InvalidUsername(
+                "a username has only letters, digits, '.', '_' and '-'",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -34,7 +39,10 @@ mod tests {
 
     #[test]
     fn usernames_follow_the_rules() {
-        assert_eq!(Username::parse(" asha.traders ").map(|u| u.as_str().to_owned()), Ok("asha.traders".into()));
+        assert_eq!(
+            Username::parse(" asha.traders ").map(|u| u.as_str().to_owned()),
+            Ok("asha.traders".into())
+        );
         assert!(Username::parse("abc").is_err());
         assert!(Username::parse("1abc").is_err());
         assert!(Username::parse("abc def").is_err());

@@ -141,7 +141,10 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        Self { max_size: 8, checkout_timeout: Duration::from_secs(3) }
+        Self {
+            max_size: 8,
+            checkout_timeout: Duration::from_secs(3),
+        }
     }
 }
 
@@ -155,7 +158,10 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("backend", &self.backend).field("state", &self.pool.state()).finish()
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .field("state", &self.pool.state())
+            .finish()
     }
 }
 
@@ -181,7 +187,10 @@ impl Db {
             DatabaseUrl::Postgres(_) => options.max_size,
         }
         .max(1);
-        let manager = ConnectionManager { url: url.clone(), connect_timeout: options.checkout_timeout };
+        let manager = ConnectionManager {
+            url: url.clone(),
+            connect_timeout: options.checkout_timeout,
+        };
         let pool = r2d2::Pool::builder()
             .max_size(max_size)
             .min_idle(Some(0))
@@ -190,7 +199,11 @@ impl Db {
             .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
             .error_handler(Box::new(r2d2::LoggingErrorHandler))
             .build_unchecked(manager);
-        Self { pool, permits: Arc::new(Semaphore::new(max_size as usize)), backend: url.backend() }
+        Self {
+            pool,
+            permits: Arc::new(Semaphore::new(max_size as usize)),
+            backend: url.backend(),
+        }
     }
 
     /// The backend's name.
@@ -268,20 +281,32 @@ mod tests {
 
     #[test]
     fn backend_follows_the_scheme() {
-        assert_eq!(DatabaseUrl::parse("sqlite://gsp.db").ok(), Some(DatabaseUrl::Sqlite("gsp.db".into())));
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://gsp.db").ok(),
+            Some(DatabaseUrl::Sqlite("gsp.db".into()))
+        );
         assert_eq!(
             DatabaseUrl::parse("sqlite:///tmp/gsp.db").ok(),
             Some(DatabaseUrl::Sqlite("/tmp/gsp.db".into()))
         );
-        assert!(matches!(DatabaseUrl::parse("postgres://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
-        assert!(matches!(DatabaseUrl::parse("postgresql://u@h/db"), Ok(DatabaseUrl::Postgres(_))));
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@h/db"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(matches!(
+            DatabaseUrl::parse("postgresql://u@h/db"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
         assert!(DatabaseUrl::parse("mysql://u@h/db").is_err());
         assert!(DatabaseUrl::parse("gsp.db").is_err());
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://app:s3cret@db:5432/gsp"), "postgres://app:***@db:5432/gsp");
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/gsp"),
+            "postgres://app:***@db:5432/gsp"
+        );
         assert_eq!(redact("sqlite://gsp.db"), "sqlite://gsp.db");
     }
 }

@@ -57,7 +57,12 @@ impl From<diesel::ConnectionError> for StorageError {
 
 fn looks_like_lost_connection(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    ["server closed the connection", "connection refused", "terminating connection", "no connection"]
-        .iter()
-        .any(|needle| m.contains(needle))
+    [
+        "server closed the connection",
+        "connection refused",
+        "terminating connection",
+        "no connection",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
 }

@@ -10,6 +10,8 @@ pub mod repo;
 pub mod schema;
 mod time;
 
-pub use db::{ConnectionManager, DatabaseUrl, Db, DbConn, PoolOptions, PoolStatus, migrate, ping, redact, write_tx};
+pub use db::{
+    ConnectionManager, DatabaseUrl, Db, DbConn, PoolOptions, PoolStatus, migrate, ping, redact, write_tx,
+};
 pub use error::StorageError;
 pub use time::{from_db, to_db};

@@ -46,7 +46,11 @@ pub async fn create_taxpayer(
     let event = operator_event(&caller);
     let view: TaxpayerView = state
         .db
-        .run(move |conn| Ok(provisioning::create_taxpayer(conn, checked, &hash, now, lifetime, event)))
+        .run(move |conn| {
+            Ok(provisioning::create_taxpayer(
+                conn, checked, &hash, now, lifetime, event,
+            ))
+        })
         .await??;
     Ok(HttpResponse::Created().json(view))
 }
@@ -70,7 +74,10 @@ pub async fn create_gsp(
     provisioning::check_gsp(&body.0)?;
     let now = state.clock.now();
     let event = operator_event(&caller);
-    let created = state.db.run(move |conn| Ok(provisioning::create_gsp(conn, body.0, now, event))).await??;
+    let created = state
+        .db
+        .run(move |conn| Ok(provisioning::create_gsp(conn, body.0, now, event)))
+        .await??;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -90,7 +97,12 @@ pub async fn list_audit(
     params: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let gstin = params.gstin.as_deref().map(Gstin::parse).transpose()?.map(String::from);
+    let gstin = params
+        .gstin
+        .as_deref()
+        .map(Gstin::parse)
+        .transpose()?
+        .map(String::from);
     let query = activity::query(gstin, params.limit, params.before)?;
     let page = state.db.run(move |conn| activity::page(conn, &query)).await?;
     Ok(HttpResponse::Ok().json(page))

@@ -19,10 +19,14 @@ pub struct Jwks {
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "public, max-age=300"))
-        .json(Jwks { keys: state.keys.jwks() })
+        .json(Jwks {
+            keys: state.keys.jwks(),
+        })
 }
 
 /// `/docs` → `/docs/` (Swagger UI lives under the trailing slash).
 pub async fn docs_redirect() -> HttpResponse {
-    HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish()
+    HttpResponse::PermanentRedirect()
+        .insert_header(("Location", "/docs/"))
+        .finish()
 }

@@ -33,14 +33,10 @@ pub async fn live() -> HttpResponse {
         (status = 503, description = "The database is unreachable (`service_unavailable`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state
-        .db
-        .run(gsp_gateway_storage::ping)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "readiness check failed");
-            ApiError::new(ErrorCode::ServiceUnavailable, "the database is unreachable")
-                .with("database", json!("unavailable"))
-        })?;
+    state.db.run(gsp_gateway_storage::ping).await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check failed");
+        ApiError::new(ErrorCode::ServiceUnavailable, "the database is unreachable")
+            .with("database", json!("unavailable"))
+    })?;
     Ok(HttpResponse::Ok().json(json!({"status": "ok", "database": "ok"})))
 }

@@ -83,10 +83,18 @@ impl From<AuditRow> for AuditEvent {
 pub fn query(gstin: Option<String>, limit: Option<i64>, before: Option<i64>) -> Result<AuditQuery, ApiError> {
     let limit = limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::field(ErrorCode::ValidationFailed, "limit", "must be from 1 to 200"));
+        return Err(ApiError::field(
+            ErrorCode::ValidationFailed,
+            "limit",
+            "must be from 1 to 200",
+        ));
     }
     if before.is_some_and(|b| b < 1) {
-        return Err(ApiError::field(ErrorCode::ValidationFailed, "before", "must be a positive event id"));
+        return Err(ApiError::field(
+            ErrorCode::ValidationFailed,
+            "before",
+            "must be a positive event id",
+        ));
     }
     Ok(AuditQuery { gstin, before, limit })
 }
@@ -94,6 +102,13 @@ pub fn query(gstin: Option<String>, limit: Option<i64>, before: Option<i64>) -> 
 /// One page of events.
 pub fn page(conn: &mut DbConn, query: &AuditQuery) -> Result<AuditPage, StorageError> {
     let rows = audit::list(conn, query)?;
-    let next_before = if rows.len() as i64 == query.limit { rows.last().map(|r| r.id) } else { None };
-    Ok(AuditPage { items: rows.into_iter().map(AuditEvent::from).collect(), next_before })
+    let next_before = if rows.len() as i64 == query.limit {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(AuditPage {
+        items: rows.into_iter().map(AuditEvent::from).collect(),
+        next_before,
+    })
 }

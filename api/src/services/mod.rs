@@ -1,5 +1,5 @@
 //! The gateway's use cases: domain rules applied to stored state, one transaction each.
 //! Called by the HTTP handlers and the command line alike.
 
-pub mod provisioning;
 pub mod activity;
+pub mod provisioning;

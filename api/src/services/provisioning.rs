@@ -101,26 +101,41 @@ pub struct CheckedTaxpayer {
 pub fn check_taxpayer(input: NewTaxpayer) -> Result<CheckedTaxpayer, ApiError> {
     let gstin = Gstin::parse(&input.gstin)?;
     let username = Username::parse(&input.username)?;
-    PasswordPolicy.check(&input.password, username.as_str()).map_err(|e| {
-        ApiError::field(ErrorCode::WeakPassword, "password", e.to_string())
-    })?;
+    PasswordPolicy
+        .check(&input.password, username.as_str())
+        .map_err(|e| ApiError::field(ErrorCode::WeakPassword, "password", e.to_string()))?;
     text_field("legal_name", &input.legal_name, 1, 200)?;
     if let Some(trade) = &input.trade_name {
         text_field("trade_name", trade, 1, 200)?;
     }
     if let Some(email) = &input.email {
-        let plausible = email.len() <= 254 && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
+        let plausible = email.len() <= 254
+            && email
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
         if !plausible {
-            return Err(ApiError::field(ErrorCode::ValidationFailed, "email", "not an e-mail address"));
+            return Err(ApiError::field(
+                ErrorCode::ValidationFailed,
+                "email",
+                "not an e-mail address",
+            ));
         }
     }
     if let Some(mobile) = &input.mobile {
         let digits = mobile.strip_prefix("+91").unwrap_or(mobile);
         if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::field(ErrorCode::ValidationFailed, "mobile", "a mobile number has 10 digits"));
+            return Err(ApiError::field(
+                ErrorCode::ValidationFailed,
+                "mobile",
+                "a mobile number has 10 digits",
+            ));
         }
     }
-    Ok(CheckedTaxpayer { gstin, username, input })
+    Ok(CheckedTaxpayer {
+        gstin,
+        username,
+        input,
+    })
 }
 
 fn text_field(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
@@ -194,7 +209,8 @@ pub fn taxpayer_view(row: &TaxpayerRow, password_lifetime_days: u32) -> Taxpayer
         mobile: row.mobile.clone(),
         state_code: row.gstin[..2].to_owned(),
         created_at: from_db(row.created_at),
-        password_expires_at: from_db(row.password_changed_at) + TimeDelta::days(i64::from(password_lifetime_days)),
+        password_expires_at: from_db(row.password_changed_at)
+            + TimeDelta::days(i64::from(password_lifetime_days)),
     }
 }
 
@@ -233,5 +249,10 @@ pub fn create_gsp(
         )?;
         Ok(())
     })?;
-    Ok(GspCredentials { client_id, client_secret, name: row.name, created_at: from_db(row.created_at) })
+    Ok(GspCredentials {
+        client_id,
+        client_secret,
+        name: row.name,
+        created_at: from_db(row.created_at),
+    })
 }

@@ -28,7 +28,12 @@ pub struct AccessRow {
 impl AccessRow {
     /// The domain value this row stores.
     pub fn to_domain(&self) -> Result<ApiAccess, StorageError> {
-        match (self.enabled, self.duration_hours, self.enabled_at, self.expires_at) {
+        match (
+            self.enabled,
+            self.duration_hours,
+            self.enabled_at,
+            self.expires_at,
+        ) {
             (false, ..) => Ok(ApiAccess::Disabled),
             (true, Some(hours), Some(enabled_at), Some(expires_at)) => Ok(ApiAccess::Enabled {
                 duration: AccessDuration::from_hours(i64::from(hours))
@@ -36,14 +41,21 @@ impl AccessRow {
                 enabled_at: from_db(enabled_at),
                 expires_at: from_db(expires_at),
             }),
-            _ => Err(StorageError::Corrupt(format!("api_access row of {} is incomplete", self.taxpayer_id))),
+            _ => Err(StorageError::Corrupt(format!(
+                "api_access row of {} is incomplete",
+                self.taxpayer_id
+            ))),
         }
     }
 }
 
 /// The taxpayer's access; a taxpayer who never switched it on is `Disabled`.
 pub fn get(conn: &mut DbConn, taxpayer_id: &str) -> Result<ApiAccess, StorageError> {
-    let row = api_access::table.find(taxpayer_id).select(AccessRow::as_select()).first(conn).optional()?;
+    let row = api_access::table
+        .find(taxpayer_id)
+        .select(AccessRow::as_select())
+        .first(conn)
+        .optional()?;
     row.map_or(Ok(ApiAccess::Disabled), |r| r.to_domain())
 }
 
@@ -63,7 +75,11 @@ pub fn put(
             expires_at: None,
             updated_at: to_db(now),
         },
-        ApiAccess::Enabled { duration, enabled_at, expires_at } => AccessRow {
+        ApiAccess::Enabled {
+            duration,
+            enabled_at,
+            expires_at,
+        } => AccessRow {
             taxpayer_id: taxpayer_id.to_owned(),
             enabled: true,
             duration_hours: Some(i32::from(duration.hours())),
@@ -72,9 +88,13 @@ pub fn put(
             updated_at: to_db(now),
         },
     };
-    let updated = diesel::update(api_access::table.find(taxpayer_id)).set(&row).execute(conn)?;
+    let updated = diesel::update(api_access::table.find(taxpayer_id))
+        .set(&row)
+        .execute(conn)?;
     if updated == 0 {
-        diesel::insert_into(api_access::table).values(&row).execute(conn)?;
+        diesel::insert_into(api_access::table)
+            .values(&row)
+            .execute(conn)?;
     }
     Ok(())
 }

@@ -98,8 +98,10 @@ pub fn append(conn: &mut DbConn, event: NewAuditEvent, now: DateTime<Utc>) -> Re
     diesel::update(audit_chain::table.find(1))
         .set(audit_chain::last_id.eq(audit_chain::last_id + 1))
         .execute(conn)?;
-    let (id, prev_hash): (i64, String) =
-        audit_chain::table.find(1).select((audit_chain::last_id, audit_chain::last_hash)).first(conn)?;
+    let (id, prev_hash): (i64, String) = audit_chain::table
+        .find(1)
+        .select((audit_chain::last_id, audit_chain::last_hash))
+        .first(conn)?;
     let mut row = AuditRow {
         id,
         at: to_db(event.at.unwrap_or(now)),
@@ -115,8 +117,12 @@ pub fn append(conn: &mut DbConn, event: NewAuditEvent, now: DateTime<Utc>) -> Re
         hash: String::new(),
     };
     row.hash = row.computed_hash();
-    diesel::insert_into(audit_events::table).values(&row).execute(conn)?;
-    diesel::update(audit_chain::table.find(1)).set(audit_chain::last_hash.eq(&row.hash)).execute(conn)?;
+    diesel::insert_into(audit_events::table)
+        .values(&row)
+        .execute(conn)?;
+    diesel::update(audit_chain::table.find(1))
+        .set(audit_chain::last_hash.eq(&row.hash))
+        .execute(conn)?;
     Ok(row)
 }
 
@@ -162,13 +168,21 @@ pub fn changes_since(conn: &mut DbConn, after: i64, limit: i64) -> Result<Vec<Ch
         .filter(audit_events::id.gt(after))
         .order(audit_events::id.asc())
         .limit(limit)
-        .select((audit_events::id, audit_events::action, audit_events::gstin, audit_events::session_id))
+        .select((
+            audit_events::id,
+            audit_events::action,
+            audit_events::gstin,
+            audit_events::session_id,
+        ))
         .load(conn)?)
 }
 
 /// The newest event id (0 for an empty log).
 pub fn head(conn: &mut DbConn) -> Result<i64, StorageError> {
-    Ok(audit_chain::table.find(1).select(audit_chain::last_id).first(conn)?)
+    Ok(audit_chain::table
+        .find(1)
+        .select(audit_chain::last_id)
+        .first(conn)?)
 }
 
 /// The result of walking the chain.
@@ -206,20 +220,31 @@ pub fn verify_chain(conn: &mut DbConn) -> Result<ChainReport, StorageError> {
                 None
             };
             if let Some(reason) = broken {
-                return Ok(ChainReport { checked, first_broken: Some((row.id, reason)) });
+                return Ok(ChainReport {
+                    checked,
+                    first_broken: Some((row.id, reason)),
+                });
             }
             checked += 1;
             prev_hash = row.hash;
             expected_id += 1;
         }
     }
-    let (last_id, last_hash): (i64, String) =
-        audit_chain::table.find(1).select((audit_chain::last_id, audit_chain::last_hash)).first(conn)?;
+    let (last_id, last_hash): (i64, String) = audit_chain::table
+        .find(1)
+        .select((audit_chain::last_id, audit_chain::last_hash))
+        .first(conn)?;
     if last_id != expected_id - 1 || last_hash != prev_hash {
         return Ok(ChainReport {
             checked,
-            first_broken: Some((expected_id, format!("the log ends before event {last_id}, the chain head"))),
+            first_broken: Some((
+                expected_id,
+                format!("the log ends before event {last_id}, the chain head"),
+            )),
         });
     }
-    Ok(ChainReport { checked, first_broken: None })
+    Ok(ChainReport {
+        checked,
+        first_broken: None,
+    })
 }

@@ -24,13 +24,19 @@ pub struct GspClientRow {
 
 /// Inserts a client.
 pub fn insert(conn: &mut DbConn, row: &GspClientRow) -> Result<(), StorageError> {
-    diesel::insert_into(gsp_clients::table).values(row).execute(conn)?;
+    diesel::insert_into(gsp_clients::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
 /// The client with this id.
 pub fn find(conn: &mut DbConn, client_id: &str) -> Result<Option<GspClientRow>, StorageError> {
-    Ok(gsp_clients::table.find(client_id).select(GspClientRow::as_select()).first(conn).optional()?)
+    Ok(gsp_clients::table
+        .find(client_id)
+        .select(GspClientRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// Enables or disables a client; false when there is no such client.

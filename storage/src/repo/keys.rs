@@ -30,7 +30,9 @@ pub struct KeyRow {
 
 /// Inserts a key.
 pub fn insert(conn: &mut DbConn, row: &KeyRow) -> Result<(), StorageError> {
-    diesel::insert_into(signing_keys::table).values(row).execute(conn)?;
+    diesel::insert_into(signing_keys::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
@@ -38,7 +40,11 @@ pub fn insert(conn: &mut DbConn, row: &KeyRow) -> Result<(), StorageError> {
 pub fn live(conn: &mut DbConn, purpose: &str, now: NaiveDateTime) -> Result<Vec<KeyRow>, StorageError> {
     Ok(signing_keys::table
         .filter(signing_keys::purpose.eq(purpose))
-        .filter(signing_keys::publish_until.is_null().or(signing_keys::publish_until.gt(now)))
+        .filter(
+            signing_keys::publish_until
+                .is_null()
+                .or(signing_keys::publish_until.gt(now)),
+        )
         .order((signing_keys::created_at.desc(), signing_keys::kid.desc()))
         .select(KeyRow::as_select())
         .load(conn)?)
@@ -52,8 +58,13 @@ pub fn retire_active(
     publish_until: NaiveDateTime,
 ) -> Result<usize, StorageError> {
     Ok(diesel::update(
-        signing_keys::table.filter(signing_keys::purpose.eq(purpose)).filter(signing_keys::retired_at.is_null()),
+        signing_keys::table
+            .filter(signing_keys::purpose.eq(purpose))
+            .filter(signing_keys::retired_at.is_null()),
     )
-    .set((signing_keys::retired_at.eq(now), signing_keys::publish_until.eq(publish_until)))
+    .set((
+        signing_keys::retired_at.eq(now),
+        signing_keys::publish_until.eq(publish_until),
+    ))
     .execute(conn)?)
 }

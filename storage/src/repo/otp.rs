@@ -91,7 +91,9 @@ pub fn replace_pending(
 
 /// Inserts a challenge.
 pub fn insert(conn: &mut DbConn, row: &ChallengeRow) -> Result<(), StorageError> {
-    diesel::insert_into(otp_challenges::table).values(row).execute(conn)?;
+    diesel::insert_into(otp_challenges::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
@@ -154,9 +156,16 @@ pub fn set_attempts_left(conn: &mut DbConn, id: &str, attempts_left: i32) -> Res
 /// Moves a pending challenge to `state` and deletes its inbox message; false if it was not pending.
 pub fn close(conn: &mut DbConn, id: &str, state: &str) -> Result<bool, StorageError> {
     diesel::delete(otp_inbox::table.filter(otp_inbox::challenge_id.eq(id))).execute(conn)?;
-    let n = diesel::update(otp_challenges::table.find(id).filter(otp_challenges::state.eq(PENDING)))
-        .set((otp_challenges::state.eq(state), otp_challenges::attempts_left.eq(0)))
-        .execute(conn)?;
+    let n = diesel::update(
+        otp_challenges::table
+            .find(id)
+            .filter(otp_challenges::state.eq(PENDING)),
+    )
+    .set((
+        otp_challenges::state.eq(state),
+        otp_challenges::attempts_left.eq(0),
+    ))
+    .execute(conn)?;
     Ok(n == 1)
 }
 
@@ -167,9 +176,17 @@ pub fn deliver_to_inbox(conn: &mut DbConn, row: &InboxRow) -> Result<(), Storage
 }
 
 /// The taxpayer's unexpired messages, newest first; expired ones are deleted on the way.
-pub fn inbox(conn: &mut DbConn, taxpayer_id: &str, now: NaiveDateTime) -> Result<Vec<InboxRow>, StorageError> {
-    diesel::delete(otp_inbox::table.filter(otp_inbox::taxpayer_id.eq(taxpayer_id)).filter(otp_inbox::expires_at.le(now)))
-        .execute(conn)?;
+pub fn inbox(
+    conn: &mut DbConn,
+    taxpayer_id: &str,
+    now: NaiveDateTime,
+) -> Result<Vec<InboxRow>, StorageError> {
+    diesel::delete(
+        otp_inbox::table
+            .filter(otp_inbox::taxpayer_id.eq(taxpayer_id))
+            .filter(otp_inbox::expires_at.le(now)),
+    )
+    .execute(conn)?;
     Ok(otp_inbox::table
         .filter(otp_inbox::taxpayer_id.eq(taxpayer_id))
         .order((otp_inbox::created_at.desc(), otp_inbox::challenge_id.desc()))

@@ -24,19 +24,29 @@ pub struct RefreshTokenRow {
 
 /// Inserts a refresh token.
 pub fn insert(conn: &mut DbConn, row: &RefreshTokenRow) -> Result<(), StorageError> {
-    diesel::insert_into(refresh_tokens::table).values(row).execute(conn)?;
+    diesel::insert_into(refresh_tokens::table)
+        .values(row)
+        .execute(conn)?;
     Ok(())
 }
 
 /// The token with this hash.
 pub fn find(conn: &mut DbConn, token_hash: &str) -> Result<Option<RefreshTokenRow>, StorageError> {
-    Ok(refresh_tokens::table.find(token_hash).select(RefreshTokenRow::as_select()).first(conn).optional()?)
+    Ok(refresh_tokens::table
+        .find(token_hash)
+        .select(RefreshTokenRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// Marks the token used; false when it already was (a concurrent refresh won).
 pub fn mark_used(conn: &mut DbConn, token_hash: &str, at: NaiveDateTime) -> Result<bool, StorageError> {
-    let n = diesel::update(refresh_tokens::table.find(token_hash).filter(refresh_tokens::used_at.is_null()))
-        .set(refresh_tokens::used_at.eq(at))
-        .execute(conn)?;
+    let n = diesel::update(
+        refresh_tokens::table
+            .find(token_hash)
+            .filter(refresh_tokens::used_at.is_null()),
+    )
+    .set(refresh_tokens::used_at.eq(at))
+    .execute(conn)?;
     Ok(n == 1)
 }

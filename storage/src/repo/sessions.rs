@@ -40,7 +40,10 @@ pub struct SessionRow {
 impl SessionRow {
     /// The lifecycle state the domain reasons about.
     pub fn state(&self) -> SessionState {
-        SessionState { expires_at: from_db(self.expires_at), revoked_at: self.revoked_at.map(from_db) }
+        SessionState {
+            expires_at: from_db(self.expires_at),
+            revoked_at: self.revoked_at.map(from_db),
+        }
     }
 }
 
@@ -70,7 +73,11 @@ pub fn insert(conn: &mut DbConn, row: &SessionRow) -> Result<(), StorageError> {
 
 /// The session with this id.
 pub fn find(conn: &mut DbConn, id: &str) -> Result<Option<SessionRow>, StorageError> {
-    Ok(sessions::table.find(id).select(SessionRow::as_select()).first(conn).optional()?)
+    Ok(sessions::table
+        .find(id)
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// The session and its taxpayer's GSTIN.
@@ -103,7 +110,10 @@ pub fn list_for_taxpayer(conn: &mut DbConn, taxpayer_id: &str) -> Result<Vec<Ses
         .order((sessions::created_at.desc(), sessions::id.desc()))
         .select((SessionRow::as_select(), gsp_clients::name))
         .load::<(SessionRow, String)>(conn)?;
-    Ok(rows.into_iter().map(|(session, gsp_name)| SessionListing { session, gsp_name }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(session, gsp_name)| SessionListing { session, gsp_name })
+        .collect())
 }
 
 /// How many unrevoked, unexpired sessions this GSP holds for this taxpayer at `now`.
@@ -143,7 +153,9 @@ pub fn revoke_all_for_taxpayer(
         .select(sessions::id)
         .load(conn)?;
     diesel::update(
-        sessions::table.filter(sessions::taxpayer_id.eq(taxpayer_id)).filter(sessions::revoked_at.is_null()),
+        sessions::table
+            .filter(sessions::taxpayer_id.eq(taxpayer_id))
+            .filter(sessions::revoked_at.is_null()),
     )
     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
     .execute(conn)?;
@@ -170,9 +182,13 @@ pub fn move_live_ends(
 /// Records that the sessions were used at `at` (batched by the gateway, at most once a minute each).
 pub fn touch(conn: &mut DbConn, ids: &[String], at: NaiveDateTime) -> Result<(), StorageError> {
     for chunk in ids.chunks(500) {
-        diesel::update(sessions::table.filter(sessions::id.eq_any(chunk)).filter(sessions::last_used_at.lt(at)))
-            .set(sessions::last_used_at.eq(at))
-            .execute(conn)?;
+        diesel::update(
+            sessions::table
+                .filter(sessions::id.eq_any(chunk))
+                .filter(sessions::last_used_at.lt(at)),
+        )
+        .set(sessions::last_used_at.eq(at))
+        .execute(conn)?;
     }
     Ok(())
 }

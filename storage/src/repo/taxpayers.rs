@@ -64,7 +64,11 @@ pub fn find_by_gstin(conn: &mut DbConn, gstin: &str) -> Result<Option<TaxpayerRo
 
 /// The taxpayer with this id.
 pub fn find(conn: &mut DbConn, id: &str) -> Result<Option<TaxpayerRow>, StorageError> {
-    Ok(taxpayers::table.find(id).select(TaxpayerRow::as_select()).first(conn).optional()?)
+    Ok(taxpayers::table
+        .find(id)
+        .select(TaxpayerRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// Stores the failure count and lockout after a failed login.
@@ -75,7 +79,10 @@ pub fn set_login_failures(
     locked_until: Option<NaiveDateTime>,
 ) -> Result<(), StorageError> {
     diesel::update(taxpayers::table.find(id))
-        .set((taxpayers::failed_logins.eq(failed_logins), taxpayers::locked_until.eq(locked_until)))
+        .set((
+            taxpayers::failed_logins.eq(failed_logins),
+            taxpayers::locked_until.eq(locked_until),
+        ))
         .execute(conn)?;
     Ok(())
 }

@@ -1,0 +1,1 @@
+//! gsp-gateway end-to-end tests live in `tests/it/`; this crate has no library code.

@@ -1,0 +1,355 @@
+//! `spawn_app`: each test gets its own gateway on port 0 and its own fresh database.
+
+use std::sync::Arc;
+
+use actix_web::web;
+use chrono::TimeDelta;
+use diesel::{Connection, RunQueryDsl};
+use gsp_gateway_api::settings::Settings;
+use gsp_gateway_api::state::AppState;
+use gsp_gateway_api::{Application, Clock};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// The admin token every test app is configured with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// A valid password.
+pub const PASSWORD: &str = "Gst-Portal-2026";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per backend from `async fn name(backend: Backend)`.
+/// The PostgreSQL variants are ignored unless run with `--ignored` and `TEST_POSTGRES_URL`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and run with --ignored"]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// Deletes the test's database when the test ends.
+pub enum DbGuard {
+    Sqlite(std::path::PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        match self {
+            Self::Sqlite(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Self::Postgres { admin_url, name } => {
+                if let Ok(mut conn) = diesel::PgConnection::establish(admin_url) {
+                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut conn);
+                }
+            }
+        }
+    }
+}
+
+/// A fresh database URL for one test.
+pub fn fresh_database(backend: Backend) -> (String, DbGuard) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("gsp-gateway-test-{id}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            (
+                format!("sqlite://{}", dir.join("gateway.db").display()),
+                DbGuard::Sqlite(dir),
+            )
+        }
+        Backend::Postgres => {
+            let admin_url = std::env::var("TEST_POSTGRES_URL")
+                .expect("TEST_POSTGRES_URL must point at a PostgreSQL server (e.g. postgres://postgres@127.0.0.1:5432/test)");
+            let name = format!("gspgw_test_{id}");
+            let mut conn = diesel::PgConnection::establish(&admin_url).expect("connect to TEST_POSTGRES_URL");
+            diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut conn)
+                .expect("create test database");
+            let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+            (
+                format!("{base}/{name}"),
+                DbGuard::Postgres {
+                    admin_url: admin_url.clone(),
+                    name,
+                },
+            )
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// The problem `code`, or "" when the body has none.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an error answer: status, problem+json, `code`, and a request id.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(self.code(), code, "unexpected code; body: {}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.text
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(
+            self.body["request_id"].as_str().is_some_and(|r| r.len() > 8),
+            "{}",
+            self.text
+        );
+    }
+
+    /// Asserts a success status and returns the body.
+    #[track_caller]
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        &self.body
+    }
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone)]
+pub enum Auth<'a> {
+    None,
+    Bearer(&'a str),
+    Basic(&'a str, &'a str),
+}
+
+/// A running gateway and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub clock: Clock,
+    pub state: web::Data<AppState>,
+    pub database_url: String,
+    pub backend: Backend,
+    _guard: Arc<DbGuard>,
+}
+
+/// A provisioned taxpayer.
+#[derive(Debug, Clone)]
+pub struct TestTaxpayer {
+    pub gstin: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// A provisioned GSP.
+#[derive(Debug, Clone)]
+pub struct TestGsp {
+    pub client_id: String,
+    pub client_secret: String,
+    pub name: String,
+}
+
+/// Starts a gateway with the test defaults.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts a gateway with settings changed by `configure`.
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let (database_url, guard) = fresh_database(backend);
+    spawn_on(backend, database_url, Arc::new(guard), Clock::system(), configure).await
+}
+
+/// Starts a gateway on an existing database (a restart, or a second instance).
+pub async fn spawn_on(
+    backend: Backend,
+    database_url: String,
+    guard: Arc<DbGuard>,
+    clock: Clock,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        database_url: database_url.clone(),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        workers: Some(2),
+        db_timeout_ms: 1_500,
+        ..Settings::default()
+    };
+    configure(&mut settings);
+    let app = Application::build(settings, clock.clone())
+        .await
+        .expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        clock,
+        state,
+        database_url,
+        backend,
+        _guard: guard,
+    }
+}
+
+static GSTINS: &[&str] = &[
+    "24AAUPV7468F1ZW",
+    "27AAPFU0939F1ZV",
+    "29AAGCB7383J1Z4",
+    "07AAACR5055K1Z9",
+    "33AABCT3518Q1Z3",
+];
+
+impl TestApp {
+    /// The guard that keeps this app's database alive (share it with a second instance).
+    pub fn guard(&self) -> Arc<DbGuard> {
+        self._guard.clone()
+    }
+
+    /// Sends a request.
+    pub async fn request(&self, method: Method, path: &str, auth: Auth<'_>, body: Option<Value>) -> Resp {
+        let mut req = self.client.request(method, format!("{}{path}", self.address));
+        req = match auth {
+            Auth::None => req,
+            Auth::Bearer(token) => req.bearer_auth(token),
+            Auth::Basic(user, password) => req.basic_auth(user, Some(password)),
+        };
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        read(req.send().await.expect("request sent")).await
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str, auth: Auth<'_>) -> Resp {
+        self.request(Method::GET, path, auth, None).await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, auth: Auth<'_>, body: Value) -> Resp {
+        self.request(Method::POST, path, auth, Some(body)).await
+    }
+
+    /// PUT with a JSON body.
+    pub async fn put(&self, path: &str, auth: Auth<'_>, body: Value) -> Resp {
+        self.request(Method::PUT, path, auth, Some(body)).await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str, auth: Auth<'_>) -> Resp {
+        self.request(Method::DELETE, path, auth, None).await
+    }
+
+    /// POST raw bytes with a content type.
+    pub async fn post_raw(&self, path: &str, auth: Auth<'_>, content_type: &str, body: Vec<u8>) -> Resp {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .header("content-type", content_type)
+            .body(body);
+        if let Auth::Bearer(token) = auth {
+            req = req.bearer_auth(token);
+        }
+        read(req.send().await.expect("request sent")).await
+    }
+
+    /// Provisions taxpayer number `n` (0-4) through the operator API.
+    pub async fn create_taxpayer(&self, n: usize) -> TestTaxpayer {
+        let taxpayer = TestTaxpayer {
+            gstin: GSTINS[n].into(),
+            username: format!("taxpayer{n}"),
+            password: PASSWORD.into(),
+        };
+        self.post(
+            "/v1/admin/taxpayers",
+            Auth::Bearer(ADMIN_TOKEN),
+            json!({"gstin": taxpayer.gstin, "username": taxpayer.username, "password": taxpayer.password,
+                   "legal_name": format!("Taxpayer {n} Private Limited"), "trade_name": format!("Taxpayer {n}")}),
+        )
+        .await
+        .ok(201);
+        taxpayer
+    }
+
+    /// Provisions a GSP client through the operator API.
+    pub async fn create_gsp(&self, name: &str) -> TestGsp {
+        let resp = self
+            .post("/v1/admin/gsps", Auth::Bearer(ADMIN_TOKEN), json!({"name": name}))
+            .await;
+        let body = resp.ok(201);
+        TestGsp {
+            client_id: body["client_id"].as_str().unwrap().into(),
+            client_secret: body["client_secret"].as_str().unwrap().into(),
+            name: name.into(),
+        }
+    }
+
+    /// Moves the app's clock forward.
+    pub fn advance(&self, by: TimeDelta) {
+        self.clock.advance(by);
+    }
+}
+
+async fn read(response: reqwest::Response) -> Resp {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
+}

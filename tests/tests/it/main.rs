@@ -1,0 +1,12 @@
+//! gsp-gateway end to end: each test starts its own gateway on its own database and speaks HTTP to it.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly where its setup does"
+)]
+//! Every test runs on SQLite; its PostgreSQL twin runs with `TEST_POSTGRES_URL` set and `--ignored`.
+
+#[macro_use]
+mod helpers;
+
+mod foundation;
