@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod docs;
 pub mod health;
+pub mod web;
 
 use actix_web::{Resource, web};
 

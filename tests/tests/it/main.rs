@@ -9,4 +9,5 @@
 #[macro_use]
 mod helpers;
 
+mod browser;
 mod foundation;

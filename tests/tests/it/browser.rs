@@ -1,0 +1,1 @@
+//! The taxpayer page in a real headless Chromium.
