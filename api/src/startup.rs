@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::json::{BodyLimit, path_error, query_error, route_not_found};
 use crate::openapi::ApiDoc;
 use crate::request_id;
-use crate::routes::{admin, docs, health, resource, web as web_page};
+use crate::routes::{admin, docs, health, resource, page};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::tokens::{KeyRing, ensure_active_key};
@@ -111,7 +111,7 @@ impl Application {
 
 /// Every route of the contract.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(web_page::configure)
+    cfg.configure(page::configure)
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(docs::jwks)))

@@ -3,7 +3,7 @@
 pub mod admin;
 pub mod docs;
 pub mod health;
-pub mod web;
+pub mod page;
 
 use actix_web::{Resource, web};
 
