@@ -17,9 +17,10 @@ impl Clock {
         Self::default()
     }
 
-    /// The current time.
+    /// The current time, to the microsecond (what both databases store, so values round-trip exactly).
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + TimeDelta::microseconds(self.offset_micros.load(Ordering::Relaxed))
+        let now = Utc::now() + TimeDelta::microseconds(self.offset_micros.load(Ordering::Relaxed));
+        DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
     }
 
     /// Moves this clock (and its clones) forward by `by`: for tests of expiry without waiting.

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod error;
+pub mod gateway;
 pub mod json;
 pub mod openapi;
 pub mod request_id;

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::json::{BodyLimit, path_error, query_error, route_not_found};
 use crate::openapi::ApiDoc;
 use crate::request_id;
-use crate::routes::{admin, docs, health, resource, page};
+use crate::routes::{admin, docs, health, page, resource, taxpayer};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::tokens::{KeyRing, ensure_active_key};
@@ -67,6 +67,7 @@ impl Application {
             db,
             clock,
             keys: std::sync::Arc::new(keys),
+            view: std::sync::Arc::new(crate::gateway::GatewayView::new()),
         });
         tracing::info!(port, backend = state.db.backend(), "gsp-gateway listening");
 
@@ -119,5 +120,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
         .service(resource("/v1/admin/taxpayers").route(web::post().to(admin::create_taxpayer)))
         .service(resource("/v1/admin/gsps").route(web::post().to(admin::create_gsp)))
-        .service(resource("/v1/admin/audit").route(web::get().to(admin::list_audit)));
+        .service(resource("/v1/admin/audit").route(web::get().to(admin::list_audit)))
+        .service(resource("/v1/taxpayer/login").route(web::post().to(taxpayer::login)))
+        .service(resource("/v1/taxpayer/password").route(web::post().to(taxpayer::change_password)))
+        .service(
+            resource("/v1/taxpayer/api-access")
+                .route(web::get().to(taxpayer::get_api_access))
+                .route(web::put().to(taxpayer::set_api_access)),
+        )
+        .service(resource("/v1/taxpayer/otp-requests").route(web::get().to(taxpayer::otp_requests)))
+        .service(resource("/v1/taxpayer/sessions").route(web::get().to(taxpayer::list_sessions)))
+        .service(
+            resource("/v1/taxpayer/sessions/{session_id}").route(web::delete().to(taxpayer::revoke_session)),
+        )
+        .service(resource("/v1/taxpayer/activity").route(web::get().to(taxpayer::activity)));
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use gsp_gateway_storage::Db;
 
 use crate::clock::Clock;
+use crate::gateway::GatewayView;
 use crate::settings::Settings;
 use crate::tokens::KeyRing;
 
@@ -19,6 +20,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Signing keys.
     pub keys: Arc<KeyRing>,
+    /// Sessions and access windows in memory, for the enforcement middleware.
+    pub view: Arc<GatewayView>,
 }
 
 /// Runs CPU-heavy work (password hashing) off the async workers.

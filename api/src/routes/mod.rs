@@ -4,6 +4,7 @@ pub mod admin;
 pub mod docs;
 pub mod health;
 pub mod page;
+pub mod taxpayer;
 
 use actix_web::{Resource, web};
 

@@ -3,3 +3,4 @@
 
 pub mod activity;
 pub mod provisioning;
+pub mod taxpayer;

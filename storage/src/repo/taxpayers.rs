@@ -104,3 +104,14 @@ pub fn set_password(
         .execute(conn)?;
     Ok(())
 }
+
+/// Counts one more failed login and returns the new count (atomic under concurrent attempts).
+pub fn increment_failed_logins(conn: &mut DbConn, id: &str) -> Result<i32, StorageError> {
+    diesel::update(taxpayers::table.find(id))
+        .set(taxpayers::failed_logins.eq(taxpayers::failed_logins + 1))
+        .execute(conn)?;
+    Ok(taxpayers::table
+        .find(id)
+        .select(taxpayers::failed_logins)
+        .first(conn)?)
+}

@@ -11,3 +11,4 @@ mod helpers;
 
 mod browser;
 mod foundation;
+mod taxpayer;

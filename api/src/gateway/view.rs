@@ -1,0 +1,149 @@
+//! The in-memory view of sessions and access windows that the enforcement middleware reads.
+//!
+//! Entries are loaded from the database on first use and then served from memory. This instance's own
+//! writes update the view before their response is sent; other instances' writes arrive through the
+//! change feed (`feed.rs`). A load that raced with an invalidation is not cached (the generation check),
+//! so a stale "active" can never be stored after a revocation.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use gsp_gateway_domain::{ApiAccess, SessionState};
+use gsp_gateway_storage::repo::{access, sessions};
+use gsp_gateway_storage::{Db, StorageError, to_db};
+
+/// What the middleware needs to know of a session.
+#[derive(Debug)]
+pub struct SessionEntry {
+    /// The taxpayer it acts for.
+    pub gstin: Arc<str>,
+    /// The GSP client holding it.
+    pub client_id: Arc<str>,
+    /// Expiry and revocation.
+    pub state: SessionState,
+    last_used_minute: AtomicI64,
+}
+
+/// The view.
+#[derive(Debug, Default)]
+pub struct GatewayView {
+    sessions: DashMap<String, Arc<SessionEntry>>,
+    access: DashMap<Arc<str>, ApiAccess>,
+    generation: AtomicU64,
+    touched: Mutex<HashSet<String>>,
+}
+
+impl GatewayView {
+    /// An empty view.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The taxpayer switched access on or off: the new setting holds from now, and the taxpayer's
+    /// sessions are reloaded (their end moved, or they were revoked).
+    pub fn access_changed(&self, gstin: &str, access: ApiAccess, revoked: &[String]) {
+        self.bump();
+        for id in revoked {
+            self.sessions.remove(id);
+        }
+        self.sessions.retain(|_, entry| &*entry.gstin != gstin);
+        self.access.insert(Arc::from(gstin), access);
+    }
+
+    /// A session was revoked (by the taxpayer, logout or refresh-token reuse).
+    pub fn session_revoked(&self, session_id: &str) {
+        self.bump();
+        self.sessions.remove(session_id);
+    }
+
+    /// Forgets everything about a taxpayer (another instance changed it).
+    pub fn forget_taxpayer(&self, gstin: &str) {
+        self.bump();
+        self.access.remove(gstin);
+        self.sessions.retain(|_, entry| &*entry.gstin != gstin);
+    }
+
+    /// The session and its taxpayer's access, from memory or (once) from the database.
+    pub async fn lookup(
+        &self,
+        db: &Db,
+        session_id: &str,
+    ) -> Result<Option<(Arc<SessionEntry>, ApiAccess)>, StorageError> {
+        if let Some(entry) = self.sessions.get(session_id).map(|e| e.clone()) {
+            if let Some(access) = self.access.get(&*entry.gstin).map(|a| *a) {
+                return Ok(Some((entry, access)));
+            }
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let id = session_id.to_owned();
+        let loaded = db
+            .run(move |conn| {
+                let Some(owner) = sessions::find_with_owner(conn, &id)? else {
+                    return Ok(None);
+                };
+                let access = access::get(conn, &owner.session.taxpayer_id)?;
+                Ok(Some((owner, access)))
+            })
+            .await?;
+        let Some((owner, access)) = loaded else {
+            return Ok(None);
+        };
+        let entry = Arc::new(SessionEntry {
+            gstin: Arc::from(owner.gstin.as_str()),
+            client_id: Arc::from(owner.session.gsp_client_id.as_str()),
+            state: owner.session.state(),
+            last_used_minute: AtomicI64::new(owner.session.last_used_at.and_utc().timestamp() / 60),
+        });
+        if self.generation.load(Ordering::SeqCst) == generation {
+            self.access.insert(entry.gstin.clone(), access);
+            self.sessions.insert(session_id.to_owned(), entry.clone());
+        }
+        Ok(Some((entry, access)))
+    }
+
+    /// Notes that the session was used at `now`; the database hears of it at most once a minute.
+    pub fn mark_used(&self, session_id: &str, entry: &SessionEntry, now: DateTime<Utc>) {
+        let minute = now.timestamp() / 60;
+        if entry.last_used_minute.swap(minute, Ordering::Relaxed) != minute {
+            if let Ok(mut touched) = self.touched.lock() {
+                touched.insert(session_id.to_owned());
+            }
+        }
+    }
+
+    /// Writes the pending `last_used_at` updates.
+    pub async fn flush_usage(&self, db: &Db, now: DateTime<Utc>) -> Result<usize, StorageError> {
+        let ids: Vec<String> = match self.touched.lock() {
+            Ok(mut touched) => touched.drain().collect(),
+            Err(_) => return Ok(0),
+        };
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let n = ids.len();
+        let minute = now.timestamp() - now.timestamp() % 60;
+        let at = DateTime::from_timestamp(minute, 0).unwrap_or(now);
+        db.run(move |conn| sessions::touch(conn, &ids, to_db(at))).await?;
+        Ok(n)
+    }
+
+    /// Drops entries of sessions that ended before `cutoff`, so memory stays bounded.
+    pub fn evict_ended(&self, cutoff: DateTime<Utc>) {
+        self.sessions
+            .retain(|_, entry| entry.state.revoked_at.is_none() && entry.state.expires_at > cutoff);
+        let live: HashSet<Arc<str>> = self.sessions.iter().map(|e| e.gstin.clone()).collect();
+        self.access.retain(|gstin, _| live.contains(gstin));
+    }
+
+    /// Number of cached sessions.
+    pub fn cached_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+}

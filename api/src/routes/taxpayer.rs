@@ -1,0 +1,308 @@
+//! The taxpayer API: login, password, Manage API Access, sessions, OTP inbox, activity.
+
+use std::sync::OnceLock;
+
+use actix_web::{HttpResponse, web};
+use chrono::TimeDelta;
+use gsp_gateway_domain::PasswordHash;
+
+use crate::auth::{Caller, Taxpayer};
+use crate::error::{ApiError, ErrorCode};
+use crate::json::ApiJson;
+use crate::openapi::Problem;
+use crate::services::activity::{self, AuditPage};
+use crate::services::taxpayer::{
+    self as svc, AccessChange, ApiAccessView, LoginRequest, LoginResponse, OtpMessage, PasswordChange,
+    SessionView,
+};
+use crate::state::{AppState, blocking};
+use crate::tokens::TokenKind;
+
+/// A hash to verify against when the username is unknown, so timing does not reveal which usernames exist.
+fn decoy_hash() -> &'static Option<PasswordHash> {
+    static DECOY: OnceLock<Option<PasswordHash>> = OnceLock::new();
+    DECOY.get_or_init(|| PasswordHash::create("decoy-password-1!").ok())
+}
+
+/// Checks `password` for `username` with lockout; returns the taxpayer on success.
+async fn authenticate(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    username: String,
+    password: String,
+) -> Result<gsp_gateway_storage::repo::taxpayers::TaxpayerRow, ApiError> {
+    let now = state.clock.now();
+    let lookup = username.clone();
+    let row = state
+        .db
+        .run(move |conn| Ok(svc::lookup_login(conn, &lookup)))
+        .await??;
+    let Some(row) = row else {
+        blocking(move || decoy_hash().as_ref().map(|h| h.verify(&password))).await?;
+        return Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "the username or password is wrong",
+        ));
+    };
+    svc::ensure_unlocked(&row, now)?;
+    let hash = PasswordHash::from_stored(row.password_hash.clone());
+    let matched = blocking(move || hash.verify(&password)).await??;
+    let settings = state.settings.clone();
+    let caller = caller.clone();
+    if !matched {
+        let refusal = state
+            .db
+            .run(move |conn| Ok(svc::record_failure(conn, &row, &caller, &settings, now)))
+            .await??;
+        return Err(refusal);
+    }
+    Ok(row)
+}
+
+/// Log in as a taxpayer.
+#[utoipa::path(post, path = "/v1/taxpayer/login", tag = "taxpayer", operation_id = "taxpayer_login",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A taxpayer token", body = LoginResponse),
+        (status = 401, description = "`invalid_credentials` (failures 1-4)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`password_expired`: change it with POST /v1/taxpayer/password", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "`account_locked`: the 5th consecutive failure locks the account for 15 minutes", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn login(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let LoginRequest { username, password } = body.0;
+    let row = authenticate(&state, &caller, username, password).await?;
+    let now = state.clock.now();
+    let settings = state.settings.clone();
+    let success_row = row.clone();
+    let password_expires_at = state
+        .db
+        .run(move |conn| Ok(svc::record_success(conn, &success_row, &caller, &settings, now)))
+        .await??;
+    let ttl = state.settings.taxpayer_token_ttl_secs as i64;
+    let (token, _) = state
+        .keys
+        .issue(
+            TokenKind::Taxpayer,
+            &row.gstin,
+            None,
+            None,
+            now,
+            now + TimeDelta::seconds(ttl),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(LoginResponse {
+            access_token: token,
+            token_type: "Bearer",
+            expires_in: ttl,
+            password_expires_at,
+        }))
+}
+
+/// Change the password (also when it has expired).
+#[utoipa::path(post, path = "/v1/taxpayer/password", tag = "taxpayer", operation_id = "change_password",
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`weak_password`, `password_unchanged`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "`account_locked`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: ApiJson<PasswordChange>,
+) -> Result<HttpResponse, ApiError> {
+    let change = body.0;
+    let row = authenticate(
+        &state,
+        &caller,
+        change.username.clone(),
+        change.current_password.clone(),
+    )
+    .await?;
+    svc::check_new_password(&change)?;
+    let new_password = change.new_password.clone();
+    let hash = blocking(move || PasswordHash::create(&new_password)).await??;
+    let now = state.clock.now();
+    state
+        .db
+        .run(move |conn| Ok(svc::store_password(conn, &row, &hash, &caller, now)))
+        .await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Read Manage API Access.
+#[utoipa::path(get, path = "/v1/taxpayer/api-access", tag = "taxpayer", operation_id = "get_api_access",
+    security(("taxpayer_token" = [])),
+    responses(
+        (status = 200, description = "The access setting, with `status` computed now", body = ApiAccessView),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_api_access(
+    state: web::Data<AppState>,
+    taxpayer: Taxpayer,
+) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let view = state
+        .db
+        .run(move |conn| {
+            Ok((|| {
+                let row = svc::require_taxpayer(conn, &taxpayer.gstin)?;
+                let access = gsp_gateway_storage::repo::access::get(conn, &row.id)?;
+                Ok::<_, ApiError>(svc::access_view(&row.gstin, &access, now))
+            })())
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Switch API access on for 6 hours to 30 days, or off (which ends every GSP session at once).
+#[utoipa::path(put, path = "/v1/taxpayer/api-access", tag = "taxpayer", operation_id = "set_api_access",
+    security(("taxpayer_token" = [])),
+    request_body = AccessChange,
+    responses(
+        (status = 200, description = "The new setting", body = ApiAccessView),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_duration` (not a whole number from 6 to 720), `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_api_access(
+    state: web::Data<AppState>,
+    taxpayer: Taxpayer,
+    caller: Caller,
+    body: ApiJson<AccessChange>,
+) -> Result<HttpResponse, ApiError> {
+    let change = body.0;
+    let duration = if change.enabled {
+        Some(svc::parse_duration(change.duration_hours.as_ref())?)
+    } else {
+        None
+    };
+    let now = state.clock.now();
+    let (gstin, changed) = state
+        .db
+        .run(move |conn| {
+            Ok((|| {
+                let row = svc::require_taxpayer(conn, &taxpayer.gstin)?;
+                let changed = svc::change_access(conn, &row, duration, &caller, now)?;
+                Ok::<_, ApiError>((row.gstin, changed))
+            })())
+        })
+        .await??;
+    state
+        .view
+        .access_changed(&gstin, changed.access, &changed.revoked_sessions);
+    Ok(HttpResponse::Ok().json(svc::access_view(&gstin, &changed.access, now)))
+}
+
+/// List the GSP sessions (consents), newest first.
+#[utoipa::path(get, path = "/v1/taxpayer/sessions", tag = "taxpayer", operation_id = "list_sessions",
+    security(("taxpayer_token" = [])),
+    responses(
+        (status = 200, description = "Every session, current and past", body = Vec<SessionView>),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_sessions(state: web::Data<AppState>, taxpayer: Taxpayer) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let list = state
+        .db
+        .run(move |conn| {
+            Ok((|| {
+                let row = svc::require_taxpayer(conn, &taxpayer.gstin)?;
+                svc::list_sessions(conn, &row, now)
+            })())
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Revoke one GSP session; it stops working at once.
+#[utoipa::path(delete, path = "/v1/taxpayer/sessions/{session_id}", tag = "taxpayer", operation_id = "revoke_session",
+    security(("taxpayer_token" = [])),
+    params(("session_id" = String, Path, description = "The session to revoke")),
+    responses(
+        (status = 204, description = "Revoked (revoking again is harmless)"),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such session of this taxpayer", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revoke_session(
+    state: web::Data<AppState>,
+    taxpayer: Taxpayer,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let session_id = path.into_inner();
+    let now = state.clock.now();
+    let id = session_id.clone();
+    state
+        .db
+        .run(move |conn| {
+            Ok((|| {
+                let row = svc::require_taxpayer(conn, &taxpayer.gstin)?;
+                svc::revoke_session(conn, &row, &id, &caller, now)
+            })())
+        })
+        .await??;
+    state.view.session_revoked(&session_id);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Pending OTPs addressed to this taxpayer (the inbox delivery channel).
+#[utoipa::path(get, path = "/v1/taxpayer/otp-requests", tag = "taxpayer", operation_id = "list_otp_requests",
+    security(("taxpayer_token" = [])),
+    responses(
+        (status = 200, description = "Pending, unexpired OTPs, newest first", body = Vec<OtpMessage>),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn otp_requests(state: web::Data<AppState>, taxpayer: Taxpayer) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let list = state
+        .db
+        .run(move |conn| {
+            Ok((|| {
+                let row = svc::require_taxpayer(conn, &taxpayer.gstin)?;
+                svc::inbox(conn, &row, now)
+            })())
+        })
+        .await??;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(list))
+}
+
+/// Paging of the activity list.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ActivityParams {
+    /// At most this many events, 1-200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    /// Only events with an id below this.
+    #[param(minimum = 1)]
+    pub before: Option<i64>,
+}
+
+/// The taxpayer's own activity, newest first.
+#[utoipa::path(get, path = "/v1/taxpayer/activity", tag = "taxpayer", operation_id = "list_activity",
+    security(("taxpayer_token" = [])),
+    params(ActivityParams),
+    responses(
+        (status = 200, description = "A page of this taxpayer's events", body = AuditPage),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn activity(
+    state: web::Data<AppState>,
+    taxpayer: Taxpayer,
+    params: web::Query<ActivityParams>,
+) -> Result<HttpResponse, ApiError> {
+    let query = activity::query(Some(taxpayer.gstin), params.limit, params.before)?;
+    let page = state.db.run(move |conn| activity::page(conn, &query)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}

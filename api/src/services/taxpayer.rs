@@ -1,0 +1,455 @@
+//! The taxpayer's side: login with lockout, password change, Manage API Access, sessions, inbox.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use gsp_gateway_domain::{AccessDuration, AccessStatus, ApiAccess, PasswordHash, PasswordPolicy};
+use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
+use gsp_gateway_storage::repo::taxpayers::{self, TaxpayerRow};
+use gsp_gateway_storage::repo::{access, otp, sessions};
+use gsp_gateway_storage::{DbConn, from_db, to_db, write_tx};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorCode};
+use crate::settings::Settings;
+
+/// Login credentials.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// Portal username.
+    #[schema(example = "asha.traders")]
+    pub username: String,
+    /// Password.
+    #[schema(example = "Gst-Portal-2026", format = Password)]
+    pub password: String,
+}
+
+/// A taxpayer token.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// Bearer token for `/v1/taxpayer/*` (never accepted elsewhere).
+    pub access_token: String,
+    /// `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    #[schema(example = 1800)]
+    pub expires_in: i64,
+    /// When the password must be changed.
+    pub password_expires_at: DateTime<Utc>,
+}
+
+/// A password change.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct PasswordChange {
+    /// Portal username.
+    #[schema(example = "asha.traders")]
+    pub username: String,
+    /// The current (possibly expired) password.
+    #[schema(format = Password)]
+    pub current_password: String,
+    /// The new password: 8-128 characters with a letter, a digit and a symbol, not containing the username.
+    #[schema(format = Password, example = "New-Portal-2027")]
+    pub new_password: String,
+}
+
+/// Switch API access on (`enabled: true` with `duration_hours` 6-720) or off (`enabled: false`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct AccessChange {
+    /// Enable API Request: yes or no.
+    pub enabled: bool,
+    /// Whole hours from 6 (6 hours) to 720 (30 days); required when enabling.
+    #[schema(value_type = Option<i64>, minimum = 6, maximum = 720, example = 24)]
+    #[serde(default)]
+    pub duration_hours: Option<Value>,
+}
+
+/// The taxpayer's API access as of the request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiAccessView {
+    /// The taxpayer.
+    #[schema(example = "24AAUPV7468F1ZW")]
+    pub gstin: String,
+    /// Switched on (even if the window has run out).
+    pub enabled: bool,
+    /// `enabled`, `disabled` or `expired`, computed at the time of the request.
+    #[schema(example = "enabled")]
+    pub status: &'static str,
+    /// The chosen duration (null while disabled).
+    #[schema(example = 24)]
+    pub duration_hours: Option<u16>,
+    /// When the window opened (null while disabled).
+    pub enabled_at: Option<DateTime<Utc>>,
+    /// When the window ends (null while disabled).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A GSP as a taxpayer sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GspRef {
+    /// Client id.
+    pub client_id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// One GSP session (consent).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionView {
+    /// Session id.
+    pub session_id: String,
+    /// Who holds it.
+    pub gsp: GspRef,
+    /// When the OTP was exchanged.
+    pub created_at: DateTime<Utc>,
+    /// Last call made with it (to the minute).
+    pub last_used_at: DateTime<Utc>,
+    /// When it ends (the end of the access window).
+    pub expires_at: DateTime<Utc>,
+    /// `active`, `revoked` or `expired`.
+    #[schema(example = "active")]
+    pub status: &'static str,
+}
+
+/// A pending OTP delivered to the taxpayer's inbox.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OtpMessage {
+    /// The OTP request id.
+    pub id: String,
+    /// The GSP that asked.
+    #[schema(example = "Acme GSP")]
+    pub gsp_name: String,
+    /// The 6-digit code to give (only) to that GSP.
+    #[schema(example = "493817")]
+    pub code: String,
+    /// When it was requested.
+    pub created_at: DateTime<Utc>,
+    /// Until when it works.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Audit facts of a taxpayer's own action.
+pub fn taxpayer_event(taxpayer: &TaxpayerRow, caller: &Caller, action: &str, detail: Value) -> NewAuditEvent {
+    NewAuditEvent {
+        actor: format!("taxpayer:{}", taxpayer.username),
+        action: action.into(),
+        gstin: Some(taxpayer.gstin.clone()),
+        ip: caller.ip.clone(),
+        request_id: Some(caller.request_id.clone()),
+        detail,
+        ..Default::default()
+    }
+}
+
+/// The taxpayer the token names; a token for a taxpayer who no longer exists is invalid.
+pub fn require_taxpayer(conn: &mut DbConn, gstin: &str) -> Result<TaxpayerRow, ApiError> {
+    taxpayers::find_by_gstin(conn, gstin)?
+        .ok_or_else(|| ApiError::new(ErrorCode::TokenInvalid, "the token's taxpayer does not exist"))
+}
+
+/// The stored password hash of `username`, with the facts login needs.
+pub fn lookup_login(conn: &mut DbConn, username: &str) -> Result<Option<TaxpayerRow>, ApiError> {
+    Ok(taxpayers::find_by_username(conn, username.trim())?)
+}
+
+/// What a password check concluded, to be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// The password matched.
+    Matched,
+    /// It did not.
+    Wrong,
+}
+
+/// Refuses a locked account.
+pub fn ensure_unlocked(row: &TaxpayerRow, now: DateTime<Utc>) -> Result<(), ApiError> {
+    match row.locked_until.map(from_db) {
+        Some(until) if until > now => Err(locked(until, now)),
+        _ => Ok(()),
+    }
+}
+
+fn locked(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
+    let seconds = (until - now).num_seconds().max(1);
+    ApiError::new(
+        ErrorCode::AccountLocked,
+        format!("too many failed logins; try again after {until}"),
+    )
+    .with("locked_until", json!(until))
+    .with_header(actix_web::http::header::RETRY_AFTER, &seconds.to_string())
+}
+
+/// Records a wrong password: counts it, locks the account at the threshold, audits it. Returns the refusal.
+pub fn record_failure(
+    conn: &mut DbConn,
+    row: &TaxpayerRow,
+    caller: &Caller,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<ApiError, ApiError> {
+    let threshold = settings.lockout_threshold.max(1) as i32;
+    let locked_until = now + TimeDelta::minutes(i64::from(settings.lockout_minutes));
+    let outcome = write_tx(conn, |conn| {
+        let failures = taxpayers::increment_failed_logins(conn, &row.id)?;
+        let locks = failures >= threshold;
+        audit::append(
+            conn,
+            taxpayer_event(
+                row,
+                caller,
+                "login.failed",
+                json!({"consecutive_failures": failures}),
+            ),
+            now,
+        )?;
+        if locks {
+            taxpayers::set_login_failures(conn, &row.id, 0, Some(to_db(locked_until)))?;
+            audit::append(
+                conn,
+                taxpayer_event(
+                    row,
+                    caller,
+                    "account.locked",
+                    json!({"locked_until": locked_until}),
+                ),
+                now,
+            )?;
+        }
+        Ok(locks)
+    })?;
+    Ok(if outcome {
+        locked(locked_until, now)
+    } else {
+        ApiError::new(ErrorCode::InvalidCredentials, "the username or password is wrong")
+    })
+}
+
+/// After a correct password: clears the failure count, refuses an expired password, audits the login.
+pub fn record_success(
+    conn: &mut DbConn,
+    row: &TaxpayerRow,
+    caller: &Caller,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, ApiError> {
+    let expires = password_expires_at(row, settings);
+    write_tx(conn, |conn| {
+        if row.failed_logins != 0 || row.locked_until.is_some() {
+            taxpayers::set_login_failures(conn, &row.id, 0, None)?;
+        }
+        if expires > now {
+            audit::append(
+                conn,
+                taxpayer_event(row, caller, "login.succeeded", json!({})),
+                now,
+            )?;
+        }
+        Ok(())
+    })?;
+    if expires <= now {
+        return Err(ApiError::new(
+            ErrorCode::PasswordExpired,
+            "the password has expired; change it with POST /v1/taxpayer/password",
+        )
+        .with("password_expired_at", json!(expires)));
+    }
+    Ok(expires)
+}
+
+/// When the taxpayer's password expires.
+pub fn password_expires_at(row: &TaxpayerRow, settings: &Settings) -> DateTime<Utc> {
+    from_db(row.password_changed_at) + TimeDelta::days(i64::from(settings.password_lifetime_days))
+}
+
+/// Validates a new password against the policy and the current one.
+pub fn check_new_password(change: &PasswordChange) -> Result<(), ApiError> {
+    if change.new_password == change.current_password {
+        return Err(gsp_gateway_domain::DomainError::PasswordUnchanged.into());
+    }
+    PasswordPolicy.check(&change.new_password, change.username.trim())?;
+    Ok(())
+}
+
+/// Stores a new password hash and audits it.
+pub fn store_password(
+    conn: &mut DbConn,
+    row: &TaxpayerRow,
+    hash: &PasswordHash,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    write_tx(conn, |conn| {
+        taxpayers::set_password(conn, &row.id, hash.as_str(), to_db(now))?;
+        audit::append(
+            conn,
+            taxpayer_event(row, caller, "password.changed", json!({})),
+            now,
+        )?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The API access view at `now`.
+pub fn access_view(gstin: &str, access: &ApiAccess, now: DateTime<Utc>) -> ApiAccessView {
+    let status = access.status_at(now);
+    match access {
+        ApiAccess::Disabled => ApiAccessView {
+            gstin: gstin.into(),
+            enabled: false,
+            status: AccessStatus::Disabled.as_str(),
+            duration_hours: None,
+            enabled_at: None,
+            expires_at: None,
+        },
+        ApiAccess::Enabled {
+            duration,
+            enabled_at,
+            expires_at,
+        } => ApiAccessView {
+            gstin: gstin.into(),
+            enabled: true,
+            status: status.as_str(),
+            duration_hours: Some(duration.hours()),
+            enabled_at: Some(*enabled_at),
+            expires_at: Some(*expires_at),
+        },
+    }
+}
+
+/// Reads `duration_hours` as the contract wants it: a whole number from 6 to 720, nothing else.
+pub fn parse_duration(value: Option<&Value>) -> Result<AccessDuration, ApiError> {
+    let hours = value
+        .and_then(Value::as_i64)
+        .filter(|_| value.is_some_and(|v| v.is_i64() || v.is_u64()));
+    let hours = hours.ok_or(gsp_gateway_domain::DomainError::InvalidDuration)?;
+    Ok(AccessDuration::from_hours(hours)?)
+}
+
+/// What a change of access did, for the in-memory view.
+#[derive(Debug, Clone)]
+pub struct AccessChanged {
+    /// The new setting.
+    pub access: ApiAccess,
+    /// Sessions this change revoked.
+    pub revoked_sessions: Vec<String>,
+}
+
+/// Enables (a new window from `now`) or disables (revoking every session) API access, in one transaction.
+pub fn change_access(
+    conn: &mut DbConn,
+    row: &TaxpayerRow,
+    duration: Option<AccessDuration>,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<AccessChanged, ApiError> {
+    let changed = write_tx(conn, |conn| match duration {
+        Some(duration) => {
+            let access = ApiAccess::enable(duration, now);
+            let expires_at = access.expires_at().unwrap_or(now);
+            access::put(conn, &row.id, &access, now)?;
+            let moved = sessions::move_live_ends(conn, &row.id, to_db(expires_at), to_db(now))?;
+            audit::append(
+                conn,
+                taxpayer_event(
+                    row,
+                    caller,
+                    "access.enabled",
+                    json!({"duration_hours": duration.hours(), "expires_at": expires_at, "live_sessions_moved": moved}),
+                ),
+                now,
+            )?;
+            Ok(AccessChanged {
+                access,
+                revoked_sessions: Vec::new(),
+            })
+        }
+        None => {
+            access::put(conn, &row.id, &ApiAccess::Disabled, now)?;
+            let revoked = sessions::revoke_all_for_taxpayer(conn, &row.id, "access_disabled", to_db(now))?;
+            audit::append(
+                conn,
+                taxpayer_event(
+                    row,
+                    caller,
+                    "access.disabled",
+                    json!({"revoked_sessions": revoked}),
+                ),
+                now,
+            )?;
+            Ok(AccessChanged {
+                access: ApiAccess::Disabled,
+                revoked_sessions: revoked,
+            })
+        }
+    })?;
+    Ok(changed)
+}
+
+/// The taxpayer's sessions, newest first, with their status at `now`.
+pub fn list_sessions(
+    conn: &mut DbConn,
+    row: &TaxpayerRow,
+    now: DateTime<Utc>,
+) -> Result<Vec<SessionView>, ApiError> {
+    Ok(sessions::list_for_taxpayer(conn, &row.id)?
+        .into_iter()
+        .map(|listing| SessionView {
+            status: listing.session.state().status_at(now).as_str(),
+            session_id: listing.session.id,
+            gsp: GspRef {
+                client_id: listing.session.gsp_client_id,
+                name: listing.gsp_name,
+            },
+            created_at: from_db(listing.session.created_at),
+            last_used_at: from_db(listing.session.last_used_at),
+            expires_at: from_db(listing.session.expires_at),
+        })
+        .collect())
+}
+
+/// Revokes one of the taxpayer's sessions (again is harmless); 404 for anyone else's.
+pub fn revoke_session(
+    conn: &mut DbConn,
+    row: &TaxpayerRow,
+    session_id: &str,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Result<bool, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::NotFound, "no such session");
+    let session = sessions::find(conn, session_id)?.ok_or_else(not_found)?;
+    if session.taxpayer_id != row.id {
+        return Err(not_found());
+    }
+    let revoked = write_tx(conn, |conn| {
+        let revoked = sessions::revoke(conn, session_id, "taxpayer", to_db(now))?;
+        if revoked {
+            audit::append(
+                conn,
+                NewAuditEvent {
+                    gsp_client_id: Some(session.gsp_client_id.clone()),
+                    session_id: Some(session_id.to_owned()),
+                    ..taxpayer_event(row, caller, "session.revoked", json!({"by": "taxpayer"}))
+                },
+                now,
+            )?;
+        }
+        Ok(revoked)
+    })?;
+    Ok(revoked)
+}
+
+/// The taxpayer's pending, unexpired OTP messages.
+pub fn inbox(conn: &mut DbConn, row: &TaxpayerRow, now: DateTime<Utc>) -> Result<Vec<OtpMessage>, ApiError> {
+    Ok(otp::inbox(conn, &row.id, to_db(now))?
+        .into_iter()
+        .map(|m| OtpMessage {
+            id: m.challenge_id,
+            gsp_name: m.gsp_name,
+            code: m.code,
+            created_at: from_db(m.created_at),
+            expires_at: from_db(m.expires_at),
+        })
+        .collect())
+}

@@ -1,0 +1,446 @@
+//! Taxpayers manage API access: login and lockout, passwords, the 6-hour-to-30-day window, audit chain.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel::prelude::*;
+use gsp_gateway_storage::repo::audit;
+use gsp_gateway_storage::schema::{audit_events, taxpayers};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+on_both_backends!(
+    enabling_for_six_hours_opens_a_window_that_expires,
+    durations_outside_the_portal_range_are_refused,
+    re_enabling_starts_a_new_window,
+    wrong_passwords_lock_the_account_for_fifteen_minutes,
+    an_expired_password_must_be_changed,
+    password_changes_follow_the_policy,
+    a_taxpayer_token_only_opens_its_own_taxpayer_api,
+    activity_and_audit_chain_record_every_change,
+    tampering_with_the_audit_log_is_detected,
+);
+
+/// Logs in and returns the taxpayer token.
+pub async fn login(app: &TestApp, taxpayer: &TestTaxpayer) -> String {
+    let resp = app
+        .post(
+            "/v1/taxpayer/login",
+            Auth::None,
+            json!({"username": taxpayer.username, "password": taxpayer.password}),
+        )
+        .await;
+    let body = resp.ok(200);
+    assert_eq!(body["token_type"], "Bearer");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Switches access on for `hours`.
+pub async fn enable(app: &TestApp, token: &str, hours: i64) -> Value {
+    app.put(
+        "/v1/taxpayer/api-access",
+        Auth::Bearer(token),
+        json!({"enabled": true, "duration_hours": hours}),
+    )
+    .await
+    .ok(200)
+    .clone()
+}
+
+fn at(value: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(value.as_str().unwrap())
+        .unwrap()
+        .to_utc()
+}
+
+async fn enabling_for_six_hours_opens_a_window_that_expires(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let token = login(&app, &taxpayer).await;
+
+    let initial = app.get("/v1/taxpayer/api-access", Auth::Bearer(&token)).await;
+    assert_eq!(
+        initial.ok(200),
+        &json!({"gstin": taxpayer.gstin, "enabled": false, "status": "disabled", "duration_hours": null, "enabled_at": null, "expires_at": null})
+    );
+
+    let before = app.clock.now();
+    let access = enable(&app, &token, 6).await;
+    let after = app.clock.now();
+    assert_eq!(access["status"], "enabled");
+    assert_eq!(access["duration_hours"], 6);
+    let enabled_at = at(&access["enabled_at"]);
+    assert!(enabled_at >= before - TimeDelta::milliseconds(1) && enabled_at <= after);
+    let expires_at = at(&access["expires_at"]);
+    assert_eq!(expires_at - enabled_at, TimeDelta::hours(6));
+
+    app.advance(TimeDelta::hours(6) - TimeDelta::seconds(2));
+    let token = login(&app, &taxpayer).await;
+    let still = app.get("/v1/taxpayer/api-access", Auth::Bearer(&token)).await;
+    assert_eq!(still.ok(200)["status"], "enabled");
+    app.advance(TimeDelta::seconds(3));
+    let expired = app.get("/v1/taxpayer/api-access", Auth::Bearer(&token)).await;
+    let body = expired.ok(200);
+    assert_eq!(body["status"], "expired");
+    assert_eq!(body["enabled"], true);
+    assert_eq!(body["duration_hours"], 6, "an expired window keeps its facts");
+    assert_eq!(at(&body["expires_at"]), expires_at);
+}
+
+async fn durations_outside_the_portal_range_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let token = login(&app, &taxpayer).await;
+    for bad in [
+        json!(5),
+        json!(721),
+        json!(6.5),
+        json!("6"),
+        json!(null),
+        json!(-6),
+        json!(true),
+    ] {
+        let resp = app
+            .put(
+                "/v1/taxpayer/api-access",
+                Auth::Bearer(&token),
+                json!({"enabled": true, "duration_hours": bad}),
+            )
+            .await;
+        resp.assert_problem(422, "invalid_duration");
+        assert_eq!(resp.body["errors"][0]["field"], "duration_hours");
+        assert!(
+            resp.body["detail"].as_str().unwrap().contains("6 to 720"),
+            "names the range: {}",
+            resp.text
+        );
+    }
+    app.put(
+        "/v1/taxpayer/api-access",
+        Auth::Bearer(&token),
+        json!({"enabled": true}),
+    )
+    .await
+    .assert_problem(422, "invalid_duration");
+    app.put(
+        "/v1/taxpayer/api-access",
+        Auth::Bearer(&token),
+        json!({"duration_hours": 6}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    app.post_raw(
+        "/v1/taxpayer/login",
+        Auth::None,
+        "application/json",
+        b"{\"username\"".to_vec(),
+    )
+    .await
+    .assert_problem(400, "invalid_request");
+    let stored = app.get("/v1/taxpayer/api-access", Auth::Bearer(&token)).await;
+    assert_eq!(
+        stored.ok(200)["status"],
+        "disabled",
+        "no refused request changed anything"
+    );
+
+    for edge in [6, 720] {
+        assert_eq!(enable(&app, &token, edge).await["duration_hours"], edge);
+    }
+    let off = app
+        .put(
+            "/v1/taxpayer/api-access",
+            Auth::Bearer(&token),
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(off.ok(200)["status"], "disabled");
+    assert_eq!(off.body["expires_at"], json!(null));
+}
+
+async fn re_enabling_starts_a_new_window(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let token = login(&app, &taxpayer).await;
+    let first = enable(&app, &token, 24).await;
+    app.advance(TimeDelta::hours(2));
+    let token = login(&app, &taxpayer).await;
+    let second = enable(&app, &token, 6).await;
+    assert!(at(&second["enabled_at"]) - at(&first["enabled_at"]) >= TimeDelta::hours(2));
+    assert_eq!(
+        at(&second["expires_at"]) - at(&second["enabled_at"]),
+        TimeDelta::hours(6)
+    );
+}
+
+async fn wrong_passwords_lock_the_account_for_fifteen_minutes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let wrong = json!({"username": taxpayer.username, "password": "Wrong-Password-1"});
+    for _ in 0..4 {
+        app.post("/v1/taxpayer/login", Auth::None, wrong.clone())
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    let locked = app.post("/v1/taxpayer/login", Auth::None, wrong.clone()).await;
+    locked.assert_problem(423, "account_locked");
+    assert_eq!(locked.body["gstn_code"], "SWEB9035");
+    let right = json!({"username": taxpayer.username, "password": taxpayer.password});
+    app.post("/v1/taxpayer/login", Auth::None, right.clone())
+        .await
+        .assert_problem(423, "account_locked");
+    app.post("/v1/taxpayer/login", Auth::None, wrong.clone())
+        .await
+        .assert_problem(423, "account_locked");
+
+    app.advance(TimeDelta::minutes(15));
+    app.post("/v1/taxpayer/login", Auth::None, right.clone())
+        .await
+        .ok(200);
+    // The success reset the count: four more failures are 401 again.
+    for _ in 0..4 {
+        app.post("/v1/taxpayer/login", Auth::None, wrong.clone())
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    let gstin = taxpayer.gstin.clone();
+    let failures: i32 = app
+        .state
+        .db
+        .run(move |c| {
+            Ok(taxpayers::table
+                .filter(taxpayers::gstin.eq(gstin))
+                .select(taxpayers::failed_logins)
+                .first(c)?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(failures, 4);
+
+    app.post(
+        "/v1/taxpayer/login",
+        Auth::None,
+        json!({"username": "nobody.here", "password": "x"}),
+    )
+    .await
+    .assert_problem(401, "invalid_credentials");
+}
+
+async fn an_expired_password_must_be_changed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    app.advance(TimeDelta::days(120));
+    let resp = app
+        .post(
+            "/v1/taxpayer/login",
+            Auth::None,
+            json!({"username": taxpayer.username, "password": taxpayer.password}),
+        )
+        .await;
+    resp.assert_problem(403, "password_expired");
+    assert_eq!(resp.body["gstn_code"], "SWEB9033");
+    app.post(
+        "/v1/taxpayer/password",
+        Auth::None,
+        json!({"username": taxpayer.username, "current_password": taxpayer.password, "new_password": "Fresh-Start-2027"}),
+    )
+    .await
+    .ok(204);
+    let renewed = TestTaxpayer {
+        password: "Fresh-Start-2027".into(),
+        ..taxpayer.clone()
+    };
+    login(&app, &renewed).await;
+    app.post(
+        "/v1/taxpayer/login",
+        Auth::None,
+        json!({"username": taxpayer.username, "password": taxpayer.password}),
+    )
+    .await
+    .assert_problem(401, "invalid_credentials");
+}
+
+async fn password_changes_follow_the_policy(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let change = |current: &str, new: &str| json!({"username": taxpayer.username, "current_password": current, "new_password": new});
+    app.post("/v1/taxpayer/password", Auth::None, change(PASSWORD, "weak"))
+        .await
+        .assert_problem(422, "weak_password");
+    app.post("/v1/taxpayer/password", Auth::None, change(PASSWORD, PASSWORD))
+        .await
+        .assert_problem(422, "password_unchanged");
+    app.post(
+        "/v1/taxpayer/password",
+        Auth::None,
+        change("Not-The-Password-1", "Whatever-2027"),
+    )
+    .await
+    .assert_problem(401, "invalid_credentials");
+    login(&app, &taxpayer).await;
+}
+
+async fn a_taxpayer_token_only_opens_its_own_taxpayer_api(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let token = login(&app, &taxpayer).await;
+    app.get("/v1/taxpayer/api-access", Auth::None)
+        .await
+        .assert_problem(401, "token_missing");
+    app.get("/v1/taxpayer/api-access", Auth::Bearer("not.a.jwt"))
+        .await
+        .assert_problem(401, "token_invalid");
+    app.post("/v1/admin/gsps", Auth::Bearer(&token), json!({"name": "x"}))
+        .await
+        .assert_problem(401, "token_invalid");
+    app.get("/v1/gst/taxpayer", Auth::Bearer(&token))
+        .await
+        .assert_problem(401, "token_invalid");
+    app.post("/v1/gsp/logout", Auth::Bearer(&token), json!({}))
+        .await
+        .assert_problem(401, "token_invalid");
+    app.post(
+        "/v1/gsp/otp",
+        Auth::Bearer(&token),
+        json!({"gstin": taxpayer.gstin, "username": taxpayer.username}),
+    )
+    .await
+    .assert_problem(401, "invalid_client");
+    app.delete(
+        &format!("/v1/taxpayer/sessions/{}", uuid::Uuid::new_v4()),
+        Auth::Bearer(&token),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    app.advance(TimeDelta::minutes(31));
+    app.get("/v1/taxpayer/api-access", Auth::Bearer(&token))
+        .await
+        .assert_problem(401, "token_expired");
+}
+
+async fn activity_and_audit_chain_record_every_change(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let other = app.create_taxpayer(1).await;
+    app.post(
+        "/v1/taxpayer/login",
+        Auth::None,
+        json!({"username": taxpayer.username, "password": "Wrong-1-pass"}),
+    )
+    .await
+    .assert_problem(401, "invalid_credentials");
+    let token = login(&app, &taxpayer).await;
+    enable(&app, &token, 12).await;
+    app.put(
+        "/v1/taxpayer/api-access",
+        Auth::Bearer(&token),
+        json!({"enabled": false}),
+    )
+    .await
+    .ok(200);
+    login(&app, &other).await;
+
+    let activity = app
+        .get("/v1/taxpayer/activity?limit=10", Auth::Bearer(&token))
+        .await;
+    let actions: Vec<&str> = activity.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "access.disabled",
+            "access.enabled",
+            "login.succeeded",
+            "login.failed",
+            "taxpayer.created"
+        ]
+    );
+    let items = activity.body["items"].as_array().unwrap();
+    assert!(
+        items.iter().all(|e| e["gstin"] == taxpayer.gstin.as_str()),
+        "only this taxpayer's events"
+    );
+    assert_eq!(items[1]["detail"]["duration_hours"], 12);
+    assert_eq!(items[0]["actor"], format!("taxpayer:{}", taxpayer.username));
+    assert!(items[0]["ip"].as_str().is_some() && items[0]["request_id"].as_str().is_some());
+
+    let report = app.state.db.run(audit::verify_chain).await.unwrap();
+    assert_eq!(report.first_broken, None);
+    assert_eq!(report.checked, 7);
+}
+
+async fn tampering_with_the_audit_log_is_detected(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let token = login(&app, &taxpayer).await;
+    enable(&app, &token, 24).await;
+    app.put(
+        "/v1/taxpayer/api-access",
+        Auth::Bearer(&token),
+        json!({"enabled": false}),
+    )
+    .await
+    .ok(200);
+    let intact = app.state.db.run(audit::verify_chain).await.unwrap();
+    assert_eq!(intact.first_broken, None);
+    assert_eq!(intact.checked, 4);
+
+    // Someone rewrites history: the enable event now claims 720 hours.
+    app.state
+        .db
+        .run(|c| {
+            diesel::update(audit_events::table.filter(audit_events::id.eq(3)))
+                .set(audit_events::detail.eq("{\"duration_hours\":720}"))
+                .execute(c)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let edited = app.state.db.run(audit::verify_chain).await.unwrap();
+    assert_eq!(edited.first_broken.as_ref().map(|b| b.0), Some(3), "{edited:?}");
+
+    // The command line says the same, with a failing exit code.
+    let settings = gsp_gateway_api::Settings {
+        database_url: app.database_url.clone(),
+        ..Default::default()
+    };
+    let code = gsp_gateway_api::cli::execute(
+        gsp_gateway_api::cli::Command::Audit(gsp_gateway_api::cli::AuditCommand::Verify),
+        settings,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, std::process::ExitCode::from(1));
+
+    // Deleting a row (after putting the edit back cannot be done without the hash) is detected too.
+    let fresh = spawn_app(backend).await;
+    let t = fresh.create_taxpayer(0).await;
+    let tok = login(&fresh, &t).await;
+    enable(&fresh, &tok, 24).await;
+    fresh
+        .state
+        .db
+        .run(|c| {
+            diesel::delete(audit_events::table.filter(audit_events::id.eq(2))).execute(c)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let deleted = fresh.state.db.run(audit::verify_chain).await.unwrap();
+    assert_eq!(deleted.first_broken.as_ref().map(|b| b.0), Some(3), "{deleted:?}");
+    // Deleting the newest event breaks the link to the chain head.
+    fresh
+        .state
+        .db
+        .run(|c| {
+            diesel::delete(audit_events::table.filter(audit_events::id.ge(2))).execute(c)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let truncated = fresh.state.db.run(audit::verify_chain).await.unwrap();
+    assert!(truncated.first_broken.is_some(), "{truncated:?}");
+}
