@@ -192,6 +192,11 @@ impl ApiError {
         self
     }
 
+    /// A member added with [`ApiError::with`].
+    pub fn extra(&self, key: &str) -> Option<&Value> {
+        self.extra.get(key)
+    }
+
     /// The code.
     pub fn code(&self) -> ErrorCode {
         self.code
@@ -231,6 +236,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        crate::metrics::refusal(self.code.as_str());
         let mut response = HttpResponse::build(self.code.status());
         response.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
         for (name, value) in &self.headers {

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod error;
 pub mod gateway;
 pub mod json;
+pub mod metrics;
 pub mod openapi;
 pub mod request_id;
 pub mod routes;

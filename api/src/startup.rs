@@ -11,9 +11,10 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::clock::Clock;
 use crate::json::{BodyLimit, path_error, query_error, route_not_found};
+use crate::metrics;
 use crate::openapi::ApiDoc;
 use crate::request_id;
-use crate::routes::{admin, docs, health, page, resource, taxpayer};
+use crate::routes::{admin, docs, gsp, health, page, resource, taxpayer};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::tokens::{KeyRing, ensure_active_key};
@@ -43,6 +44,7 @@ impl Application {
     /// Migrates the database, loads keys and binds `settings.bind` (port 0 picks a free port).
     pub async fn build(settings: Settings, clock: Clock) -> Result<Self, StartupError> {
         settings.validate().map_err(StartupError::Config)?;
+        metrics::install().map_err(|e| StartupError::Config(e.to_string()))?;
         let url = DatabaseUrl::parse(&settings.database_url)?;
         let migrate_url = url.clone();
         tokio::task::spawn_blocking(move || migrate(&migrate_url))
@@ -62,15 +64,27 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)?;
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
+        let settings_connect_timeout = settings.upstream_connect_timeout_ms;
+        let limits = crate::gateway::Limits::new(&settings);
         let state = web::Data::new(AppState {
             settings: std::sync::Arc::new(settings),
             db,
             clock,
             keys: std::sync::Arc::new(keys),
             view: std::sync::Arc::new(crate::gateway::GatewayView::new()),
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_millis(settings_connect_timeout))
+                .pool_idle_timeout(std::time::Duration::from_secs(30))
+                .build()
+                .map_err(|e| StartupError::Config(e.to_string()))?,
+            claims: std::sync::Arc::new(crate::gateway::ClaimsCache::new(200_000)),
+            limits: std::sync::Arc::new(limits),
         });
         tracing::info!(port, backend = state.db.backend(), "gsp-gateway listening");
 
+        tokio::spawn(crate::gateway::feed::follow_changes(state.clone().into_inner()));
+        tokio::spawn(crate::gateway::feed::housekeeping(state.clone().into_inner()));
+        let upstream = state.settings.upstream_url.is_some();
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -79,7 +93,9 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .configure(routes)
+                .configure(|cfg| crate::gateway::configure(cfg, upstream))
                 .default_service(web::to(route_not_found))
+                .wrap(from_fn(metrics::track))
                 .wrap(from_fn(request_id::assign))
         })
         .listen(listener)?
@@ -115,6 +131,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(page::configure)
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)))
+        .service(resource("/metrics").route(web::get().to(metrics::render)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(docs::jwks)))
         .service(resource("/docs").route(web::get().to(docs::docs_redirect)))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
@@ -133,5 +150,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/v1/taxpayer/sessions/{session_id}").route(web::delete().to(taxpayer::revoke_session)),
         )
-        .service(resource("/v1/taxpayer/activity").route(web::get().to(taxpayer::activity)));
+        .service(resource("/v1/taxpayer/activity").route(web::get().to(taxpayer::activity)))
+        .service(resource("/v1/gsp/otp").route(web::post().to(gsp::request_otp)))
+        .service(resource("/v1/gsp/token").route(web::post().to(gsp::issue_token)))
+        .service(resource("/v1/gsp/logout").route(web::post().to(gsp::logout)))
+        .service(resource("/v1/gsp/search/{gstin}").route(web::get().to(gsp::search)));
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use gsp_gateway_storage::Db;
 
 use crate::clock::Clock;
-use crate::gateway::GatewayView;
+use crate::gateway::{ClaimsCache, GatewayView, Limits};
 use crate::settings::Settings;
 use crate::tokens::KeyRing;
 
@@ -22,6 +22,12 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// Sessions and access windows in memory, for the enforcement middleware.
     pub view: Arc<GatewayView>,
+    /// Outgoing HTTP (OTP webhook, upstream forwarding).
+    pub http: reqwest::Client,
+    /// Verified session-token claims.
+    pub claims: Arc<ClaimsCache>,
+    /// Gateway rate limits.
+    pub limits: Arc<Limits>,
 }
 
 /// Runs CPU-heavy work (password hashing) off the async workers.

@@ -257,13 +257,24 @@ pub fn write_tx<T>(
     conn: &mut DbConn,
     work: impl FnOnce(&mut DbConn) -> Result<T, StorageError>,
 ) -> Result<T, StorageError> {
+    write_tx_as(conn, work)
+}
+
+/// [`write_tx`] for work that fails with the caller's own error type: any `Err` rolls back.
+pub fn write_tx_as<T, E: From<StorageError>>(
+    conn: &mut DbConn,
+    work: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E> {
     match conn {
-        DbConn::Sqlite(inner) => AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?,
-        DbConn::Postgres(_) => <DbConn as Connection>::TransactionManager::begin_transaction(conn)?,
+        DbConn::Sqlite(inner) => AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
+            .map_err(StorageError::from)?,
+        DbConn::Postgres(_) => {
+            <DbConn as Connection>::TransactionManager::begin_transaction(conn).map_err(StorageError::from)?
+        }
     }
     match work(conn) {
         Ok(value) => {
-            <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn).map_err(StorageError::from)?;
             Ok(value)
         }
         Err(error) => {

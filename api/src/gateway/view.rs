@@ -15,6 +15,8 @@ use gsp_gateway_domain::{ApiAccess, SessionState};
 use gsp_gateway_storage::repo::{access, sessions};
 use gsp_gateway_storage::{Db, StorageError, to_db};
 
+use crate::services::gsp::Registration;
+
 /// What the middleware needs to know of a session.
 #[derive(Debug)]
 pub struct SessionEntry {
@@ -34,6 +36,7 @@ pub struct GatewayView {
     access: DashMap<Arc<str>, ApiAccess>,
     generation: AtomicU64,
     touched: Mutex<HashSet<String>>,
+    registrations: DashMap<Arc<str>, Arc<Registration>>,
 }
 
 impl GatewayView {
@@ -140,6 +143,19 @@ impl GatewayView {
             .retain(|_, entry| entry.state.revoked_at.is_none() && entry.state.expires_at > cutoff);
         let live: HashSet<Arc<str>> = self.sessions.iter().map(|e| e.gstin.clone()).collect();
         self.access.retain(|gstin, _| live.contains(gstin));
+    }
+
+    /// The cached registration details of a taxpayer (the sandbox's answer).
+    pub fn registration(&self, gstin: &str) -> Option<Arc<Registration>> {
+        self.registrations.get(gstin).map(|r| r.clone())
+    }
+
+    /// Caches registration details (they change only by re-provisioning).
+    pub fn remember_registration(&self, gstin: Arc<str>, registration: Arc<Registration>) {
+        if self.registrations.len() > 100_000 {
+            self.registrations.clear();
+        }
+        self.registrations.insert(gstin, registration);
     }
 
     /// Number of cached sessions.

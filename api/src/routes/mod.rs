@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod docs;
+pub mod gsp;
 pub mod health;
 pub mod page;
 pub mod taxpayer;

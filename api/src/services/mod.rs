@@ -4,3 +4,4 @@
 pub mod activity;
 pub mod provisioning;
 pub mod taxpayer;
+pub mod gsp;

@@ -353,3 +353,97 @@ async fn read(response: reqwest::Response) -> Resp {
         text,
     }
 }
+
+/// A GSP's session tokens.
+#[derive(Debug, Clone)]
+pub struct TestSession {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub session_id: String,
+}
+
+impl TestApp {
+    /// Logs the taxpayer in; returns the taxpayer token.
+    pub async fn login(&self, taxpayer: &TestTaxpayer) -> String {
+        let resp = self
+            .post("/v1/taxpayer/login", Auth::None, json!({"username": taxpayer.username, "password": taxpayer.password}))
+            .await;
+        resp.ok(200)["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Switches the taxpayer's API access on for `hours`.
+    pub async fn enable_access(&self, taxpayer: &TestTaxpayer, hours: i64) {
+        let token = self.login(taxpayer).await;
+        self.put("/v1/taxpayer/api-access", Auth::Bearer(&token), json!({"enabled": true, "duration_hours": hours}))
+            .await
+            .ok(200);
+    }
+
+    /// Switches the taxpayer's API access off.
+    pub async fn disable_access(&self, taxpayer: &TestTaxpayer) {
+        let token = self.login(taxpayer).await;
+        self.put("/v1/taxpayer/api-access", Auth::Bearer(&token), json!({"enabled": false})).await.ok(200);
+    }
+
+    /// The GSP asks for an OTP.
+    pub async fn request_otp(&self, gsp: &TestGsp, taxpayer: &TestTaxpayer) -> Resp {
+        self.post(
+            "/v1/gsp/otp",
+            Auth::Basic(&gsp.client_id, &gsp.client_secret),
+            json!({"gstin": taxpayer.gstin, "username": taxpayer.username}),
+        )
+        .await
+    }
+
+    /// The newest OTP in the taxpayer's inbox from `gsp`.
+    pub async fn otp_from_inbox(&self, taxpayer: &TestTaxpayer, gsp: &TestGsp) -> String {
+        let token = self.login(taxpayer).await;
+        let inbox = self.get("/v1/taxpayer/otp-requests", Auth::Bearer(&token)).await;
+        let messages = inbox.ok(200).as_array().unwrap().clone();
+        let message = messages.iter().find(|m| m["gsp_name"] == gsp.name.as_str()).expect("an OTP from this GSP");
+        message["code"].as_str().unwrap().to_owned()
+    }
+
+    /// The GSP exchanges an OTP.
+    pub async fn exchange_otp(&self, gsp: &TestGsp, taxpayer: &TestTaxpayer, otp: &str) -> Resp {
+        self.post(
+            "/v1/gsp/token",
+            Auth::Basic(&gsp.client_id, &gsp.client_secret),
+            json!({"grant_type": "otp", "gstin": taxpayer.gstin, "username": taxpayer.username, "otp": otp}),
+        )
+        .await
+    }
+
+    /// The GSP refreshes.
+    pub async fn refresh(&self, gsp: &TestGsp, refresh_token: &str) -> Resp {
+        self.post(
+            "/v1/gsp/token",
+            Auth::Basic(&gsp.client_id, &gsp.client_secret),
+            json!({"grant_type": "refresh_token", "refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    /// OTP request, code from the inbox, token: a live session (access must be on).
+    pub async fn open_session(&self, gsp: &TestGsp, taxpayer: &TestTaxpayer) -> TestSession {
+        self.request_otp(gsp, taxpayer).await.ok(202);
+        let otp = self.otp_from_inbox(taxpayer, gsp).await;
+        let resp = self.exchange_otp(gsp, taxpayer, &otp).await;
+        TestSession::from(resp.ok(200))
+    }
+
+    /// A gateway call with a session token.
+    pub async fn gst(&self, path: &str, token: &str) -> Resp {
+        self.get(path, Auth::Bearer(token)).await
+    }
+}
+
+impl From<&Value> for TestSession {
+    fn from(body: &Value) -> Self {
+        Self {
+            access_token: body["access_token"].as_str().unwrap().into(),
+            refresh_token: body["refresh_token"].as_str().unwrap().into(),
+            session_id: body["session_id"].as_str().unwrap().into(),
+        }
+    }
+}

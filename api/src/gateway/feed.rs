@@ -1,0 +1,91 @@
+//! Background work of the gateway: the change feed (other instances' revocations), `last_used_at`
+//! flushing, and keeping the in-memory state bounded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use gsp_gateway_storage::repo::audit;
+use gsp_gateway_storage::{StorageError, to_db};
+
+use crate::state::AppState;
+use crate::tokens::JWT_PURPOSE;
+
+/// Applies one change made anywhere (this instance included) to the view.
+fn apply(state: &AppState, change: &audit::Change) -> bool {
+    match change.action.as_str() {
+        "access.enabled" | "access.disabled" => {
+            if let Some(gstin) = &change.gstin {
+                state.view.forget_taxpayer(gstin);
+            }
+        }
+        "session.revoked" | "session.logged_out" | "refresh_token.reused" => {
+            if let Some(id) = &change.session_id {
+                state.view.session_revoked(id);
+            }
+        }
+        "keys.rotated" => return true,
+        _ => {}
+    }
+    false
+}
+
+/// Reloads the signing keys from the database.
+pub async fn reload_keys(state: &AppState) -> Result<(), StorageError> {
+    let now = state.clock.now();
+    let rows = state.db.run(move |conn| gsp_gateway_storage::repo::keys::live(conn, JWT_PURPOSE, to_db(now))).await?;
+    state.keys.replace(&rows);
+    state.claims.clear();
+    Ok(())
+}
+
+/// Polls the change feed forever at the configured interval.
+pub async fn follow_changes(state: Arc<AppState>) {
+    let interval = Duration::from_millis(state.settings.change_feed_interval_ms.max(10));
+    let mut last = loop {
+        match state.db.run(audit::head).await {
+            Ok(head) => break head,
+            Err(e) => {
+                tracing::warn!(error = %e, "change feed cannot start yet");
+                tokio::time::sleep(interval * 4).await;
+            }
+        }
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let after = last;
+        match state.db.run(move |conn| audit::changes_since(conn, after, 1000)).await {
+            Ok(changes) => {
+                let mut keys_changed = false;
+                for change in &changes {
+                    keys_changed |= apply(&state, change);
+                    last = change.id;
+                }
+                if keys_changed {
+                    if let Err(e) = reload_keys(&state).await {
+                        tracing::warn!(error = %e, "key reload failed");
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "change feed poll failed"),
+        }
+    }
+}
+
+/// Flushes session usage, evicts ended sessions and idle limiter keys, every few seconds.
+pub async fn housekeeping(state: Arc<AppState>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(15));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = state.clock.now();
+        if let Err(e) = state.view.flush_usage(&state.db, now).await {
+            tracing::debug!(error = %e, "session usage flush failed");
+        }
+        state.view.evict_ended(now - TimeDelta::minutes(1));
+        state.claims.evict_expired(now);
+        state.limits.retain_recent();
+    }
+}

@@ -1,0 +1,140 @@
+//! Per-session and per-client rate limits (governor, keyed), and the IETF RateLimit header fields
+//! (draft-ietf-httpapi-ratelimit-headers-10).
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::settings::Settings;
+
+type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+/// One policy: a keyed limiter and its configured burst.
+pub struct Policy {
+    name: &'static str,
+    burst: u32,
+    limiter: Keyed,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("name", &self.name).field("burst", &self.burst).finish()
+    }
+}
+
+/// What one policy said about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    /// The policy's name.
+    pub policy: &'static str,
+    /// Its burst (quota).
+    pub quota: u32,
+    /// Requests left now.
+    pub remaining: u32,
+    /// Seconds until one more request is allowed (0 when some remain).
+    pub reset_secs: u64,
+    /// False when the request is refused.
+    pub allowed: bool,
+}
+
+impl Policy {
+    fn new(name: &'static str, per_second: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst_nz = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst_nz))
+            .with_middleware::<StateInformationMiddleware>();
+        Self { name, burst: burst.max(1), limiter }
+    }
+
+    fn check(&self, key: &str) -> Verdict {
+        match self.limiter.check_key(&key.to_owned()) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                Verdict { policy: self.name, quota: self.burst, remaining, reset_secs: 0, allowed: true }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Verdict { policy: self.name, quota: self.burst, remaining: 0, reset_secs: ceil_secs(wait), allowed: false }
+            }
+        }
+    }
+
+    fn untouched(&self) -> Verdict {
+        Verdict { policy: self.name, quota: self.burst, remaining: self.burst, reset_secs: 0, allowed: true }
+    }
+}
+
+fn ceil_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+/// The gateway's two policies.
+#[derive(Debug)]
+pub struct Limits {
+    session: Policy,
+    client: Policy,
+    policy_header: String,
+}
+
+impl Limits {
+    /// Builds the limiters from the settings.
+    pub fn new(settings: &Settings) -> Self {
+        let session = Policy::new("session", settings.session_rate_per_second, settings.session_burst);
+        let client = Policy::new("client", settings.client_rate_per_second, settings.client_burst);
+        let policy_header = format!("\"session\";q={};w=1, \"client\";q={};w=1", session.burst, client.burst);
+        Self { session, client, policy_header }
+    }
+
+    /// Counts a request of `session_id` by `client_id`; the verdict nearest to exhaustion.
+    pub fn check(&self, session_id: &str, client_id: &str) -> Verdict {
+        let session = self.session.check(session_id);
+        if !session.allowed {
+            return session;
+        }
+        let client = self.client.check(client_id);
+        if !client.allowed {
+            return client;
+        }
+        // Nearest to exhaustion: the smaller share of its quota left.
+        if u64::from(client.remaining) * u64::from(session.quota) < u64::from(session.remaining) * u64::from(client.quota) {
+            client
+        } else {
+            session
+        }
+    }
+
+    /// The verdict reported for a request refused before it was counted.
+    pub fn uncounted(&self) -> Verdict {
+        self.session.untouched()
+    }
+
+    /// `RateLimit-Policy` value.
+    pub fn policy_header(&self) -> &str {
+        &self.policy_header
+    }
+
+    /// Forgets keys that have been idle long enough to be back at full burst (bounds memory).
+    pub fn retain_recent(&self) {
+        self.session.limiter.retain_recent();
+        self.client.limiter.retain_recent();
+        self.session.limiter.shrink_to_fit();
+        self.client.limiter.shrink_to_fit();
+    }
+
+    /// Keys currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.session.limiter.len() + self.client.limiter.len()
+    }
+}
+
+impl Verdict {
+    /// `RateLimit` value.
+    pub fn header(&self) -> String {
+        format!("\"{}\";r={};t={}", self.policy, self.remaining, self.reset_secs)
+    }
+}

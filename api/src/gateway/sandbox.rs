@@ -1,0 +1,141 @@
+//! The built-in sandbox that answers `/v1/gst/` when no upstream is configured: the session taxpayer's
+//! registration and return filing status, from memory after the first load.
+
+use std::sync::Arc;
+
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::GstContext;
+use crate::error::{ApiError, ErrorCode};
+use crate::openapi::Problem;
+use crate::services::gsp::Registration;
+use crate::state::AppState;
+
+fn context(req: &HttpRequest) -> Result<GstContext, ApiError> {
+    req.extensions().get::<GstContext>().cloned().ok_or_else(|| ApiError::internal("gateway context missing"))
+}
+
+async fn registration(state: &AppState, gstin: &Arc<str>) -> Result<Arc<Registration>, ApiError> {
+    if let Some(found) = state.view.registration(gstin) {
+        return Ok(found);
+    }
+    let key = gstin.to_string();
+    let found = state.db.run(move |conn| Ok(crate::services::gsp::search(conn, &key))).await??;
+    let found = Arc::new(found);
+    state.view.remember_registration(gstin.clone(), found.clone());
+    Ok(found)
+}
+
+/// The session taxpayer's registration details.
+#[utoipa::path(get, path = "/v1/gst/taxpayer", tag = "gateway", operation_id = "get_gst_taxpayer",
+    security(("session_token" = [])),
+    responses(
+        (status = 200, description = "Registration details of the session's taxpayer (sandbox, or the upstream's answer)", body = Registration),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`, `session_revoked`, `session_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`api_access_disabled`, `api_access_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`upstream_unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "`upstream_timeout`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn taxpayer(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let ctx = context(&req)?;
+    let found = registration(&state, &ctx.gstin).await?;
+    Ok(HttpResponse::Ok().json(&*found))
+}
+
+/// The financial year to report.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReturnsQuery {
+    /// Financial year as `YYYY-YY`, e.g. `2025-26`.
+    #[param(example = "2025-26", pattern = "^[0-9]{4}-[0-9]{2}$")]
+    pub fy: String,
+}
+
+/// One return of one period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReturnStatus {
+    /// `GSTR1` or `GSTR3B`.
+    #[schema(example = "GSTR3B")]
+    pub return_type: &'static str,
+    /// Tax period `MMYYYY`.
+    #[schema(example = "042025")]
+    pub ret_period: String,
+    /// `Filed` or `Not Filed`.
+    #[schema(example = "Filed")]
+    pub status: &'static str,
+    /// Filing date, when filed.
+    pub filed_on: Option<NaiveDate>,
+    /// Acknowledgement reference number, when filed.
+    pub arn: Option<String>,
+}
+
+/// Return filing status for a financial year.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReturnsStatus {
+    /// The taxpayer.
+    pub gstin: String,
+    /// The financial year.
+    #[schema(example = "2025-26")]
+    pub fy: String,
+    /// Monthly GSTR-1 and GSTR-3B, April to March.
+    pub returns: Vec<ReturnStatus>,
+}
+
+fn parse_fy(fy: &str) -> Option<i32> {
+    let (start, end) = fy.split_once('-')?;
+    let start: i32 = start.parse().ok().filter(|y| (2017..=2100).contains(y))?;
+    let end: i32 = end.parse().ok()?;
+    (end == (start + 1) % 100 && fy.len() == 7).then_some(start)
+}
+
+/// The session taxpayer's return filing status for a financial year.
+#[utoipa::path(get, path = "/v1/gst/returns", tag = "gateway", operation_id = "get_gst_returns",
+    security(("session_token" = [])),
+    params(ReturnsQuery),
+    responses(
+        (status = 200, description = "Filing status (sandbox, or the upstream's answer)", body = ReturnsStatus),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`, `session_revoked`, `session_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`api_access_disabled`, `api_access_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `fy` is not a financial year like 2025-26", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn returns(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<ReturnsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = context(&req)?;
+    let start = parse_fy(&query.fy)
+        .ok_or_else(|| ApiError::field(ErrorCode::ValidationFailed, "fy", "a financial year like 2025-26"))?;
+    let found = registration(&state, &ctx.gstin).await?;
+    let today = state.clock.now().date_naive();
+    let mut returns = Vec::with_capacity(24);
+    for offset in 0..12u32 {
+        let month = (3 + offset) % 12 + 1;
+        let year = if month >= 4 { start } else { start + 1 };
+        let Some(period_start) = NaiveDate::from_ymd_opt(year, month, 1) else { continue };
+        let next = if month == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) };
+        let Some(next) = next else { continue };
+        for (return_type, due_day) in [("GSTR1", 11u32), ("GSTR3B", 20u32)] {
+            let due = next.with_day(due_day).unwrap_or(next);
+            let filed = period_start >= found.registered_on.with_day(1).unwrap_or(found.registered_on) && due <= today;
+            returns.push(ReturnStatus {
+                return_type,
+                ret_period: format!("{month:02}{year}"),
+                status: if filed { "Filed" } else { "Not Filed" },
+                filed_on: filed.then_some(due),
+                arn: filed.then(|| format!("AA{}{:02}{}{:07}", &found.gstin[..2], month, year % 100, due.ordinal() * 1000 + due_day)),
+            });
+        }
+    }
+    Ok(HttpResponse::Ok().json(ReturnsStatus { gstin: found.gstin.clone(), fy: query.fy.clone(), returns }))
+}
+
+/// Any other `/v1/gst/` path in sandbox mode.
+pub async fn unknown(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::NotFound, format!("the sandbox has no {} {}", req.method(), req.path())))
+}
