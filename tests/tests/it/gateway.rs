@@ -1,0 +1,320 @@
+//! The enforcement middleware and the gateway: live revocation, rate limits, forwarding.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use chrono::TimeDelta;
+use diesel::prelude::*;
+use gsp_gateway_storage::repo::audit;
+use gsp_gateway_storage::schema::sessions;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+on_both_backends!(
+    refusals_follow_the_contract_order,
+    switching_access_off_refuses_the_very_next_call,
+    revoking_one_session_leaves_the_others_working,
+    an_expired_window_refuses_without_any_write,
+    a_burst_past_the_limit_gets_429_with_ratelimit_headers,
+    the_sandbox_serves_taxpayer_and_returns,
+    forwarding_carries_the_session_facts_and_not_authorization,
+    an_upstream_that_is_down_or_hangs_gives_502_or_504,
+    no_call_started_after_switch_off_is_admitted,
+    a_revocation_through_one_instance_reaches_another,
+    usage_is_recorded_to_the_minute_without_a_write_per_call,
+);
+
+async fn live_session(backend: Backend) -> (TestApp, TestTaxpayer, TestGsp, TestSession) {
+    live_session_with(backend, |_| {}).await
+}
+
+async fn live_session_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut gsp_gateway_api::Settings),
+) -> (TestApp, TestTaxpayer, TestGsp, TestSession) {
+    let app = spawn_app_with(backend, configure).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let gsp = app.create_gsp("Acme GSP").await;
+    app.enable_access(&taxpayer, 24).await;
+    let session = app.open_session(&gsp, &taxpayer).await;
+    (app, taxpayer, gsp, session)
+}
+
+async fn refusals_follow_the_contract_order(backend: Backend) {
+    let (app, taxpayer, _gsp, session) = live_session(backend).await;
+    app.gst("/v1/gst/taxpayer", "").await.assert_problem(401, "token_missing");
+    app.get("/v1/gst/taxpayer", Auth::None).await.assert_problem(401, "token_missing");
+    app.gst("/v1/gst/taxpayer", "garbage").await.assert_problem(401, "token_invalid");
+    // Access is checked before the session: after switch-off the GSP is told why.
+    app.disable_access(&taxpayer).await;
+    let off = app.gst("/v1/gst/taxpayer", &session.access_token).await;
+    off.assert_problem(403, "api_access_disabled");
+    assert_eq!(off.body["gstn_code"], "AUTH4037");
+    app.enable_access(&taxpayer, 24).await;
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.assert_problem(401, "session_revoked");
+    app.advance(TimeDelta::hours(6) + TimeDelta::minutes(1));
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.assert_problem(401, "token_expired");
+}
+
+async fn switching_access_off_refuses_the_very_next_call(backend: Backend) {
+    let (app, taxpayer, _gsp, session) = live_session(backend).await;
+    let ok = app.gst("/v1/gst/taxpayer", &session.access_token).await;
+    ok.ok(200);
+    app.disable_access(&taxpayer).await;
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.assert_problem(403, "api_access_disabled");
+    let id = session.session_id.clone();
+    let revoked: Option<String> = app
+        .state
+        .db
+        .run(move |c| Ok(sessions::table.find(id).select(sessions::revoked_reason).first(c)?))
+        .await
+        .unwrap();
+    assert_eq!(revoked.as_deref(), Some("access_disabled"));
+}
+
+async fn revoking_one_session_leaves_the_others_working(backend: Backend) {
+    let (app, taxpayer, gsp, first) = live_session(backend).await;
+    let second = app.open_session(&gsp, &taxpayer).await;
+    app.gst("/v1/gst/taxpayer", &first.access_token).await.ok(200);
+    app.gst("/v1/gst/taxpayer", &second.access_token).await.ok(200);
+    let token = app.login(&taxpayer).await;
+    app.delete(&format!("/v1/taxpayer/sessions/{}", first.session_id), Auth::Bearer(&token)).await.ok(204);
+    app.delete(&format!("/v1/taxpayer/sessions/{}", first.session_id), Auth::Bearer(&token)).await.ok(204);
+    app.gst("/v1/gst/taxpayer", &first.access_token).await.assert_problem(401, "session_revoked");
+    app.gst("/v1/gst/taxpayer", &second.access_token).await.ok(200);
+    let other = app.create_taxpayer(1).await;
+    let other_token = app.login(&other).await;
+    app.delete(&format!("/v1/taxpayer/sessions/{}", second.session_id), Auth::Bearer(&other_token))
+        .await
+        .assert_problem(404, "not_found");
+    app.gst("/v1/gst/taxpayer", &second.access_token).await.ok(200);
+}
+
+async fn an_expired_window_refuses_without_any_write(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let gsp = app.create_gsp("Acme GSP").await;
+    app.enable_access(&taxpayer, 6).await;
+    let session = app.open_session(&gsp, &taxpayer).await;
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
+    let head_before = app.state.db.run(audit::head).await.unwrap();
+    app.advance(TimeDelta::hours(6));
+    // The token itself expires with the window; a token issued just before shows the window check.
+    let expired = app.gst("/v1/gst/taxpayer", &session.access_token).await;
+    assert!(matches!(expired.code(), "api_access_expired" | "token_expired"), "{}", expired.text);
+    let now = app.clock.now();
+    let (fresh, _) = app
+        .state
+        .keys
+        .issue(
+            gsp_gateway_api::tokens::TokenKind::Session,
+            &taxpayer.gstin,
+            Some(&session.session_id),
+            Some(&gsp.client_id),
+            now - TimeDelta::minutes(1),
+            now + TimeDelta::hours(1),
+        )
+        .unwrap();
+    app.gst("/v1/gst/taxpayer", &fresh).await.assert_problem(403, "api_access_expired");
+    assert_eq!(app.state.db.run(audit::head).await.unwrap(), head_before, "no event was written");
+    let id = session.session_id.clone();
+    let revoked: Option<chrono::NaiveDateTime> =
+        app.state.db.run(move |c| Ok(sessions::table.find(id).select(sessions::revoked_at).first(c)?)).await.unwrap();
+    assert_eq!(revoked, None, "nothing was revoked: the window simply ran out");
+}
+
+async fn a_burst_past_the_limit_gets_429_with_ratelimit_headers(backend: Backend) {
+    let (app, _taxpayer, _gsp, session) = live_session_with(backend, |s| {
+        s.session_rate_per_second = 1;
+        s.session_burst = 3;
+    })
+    .await;
+    let first = app.gst("/v1/gst/taxpayer", &session.access_token).await;
+    first.ok(200);
+    assert_eq!(first.header("ratelimit-policy"), Some("\"session\";q=3;w=1, \"client\";q=400;w=1"));
+    assert_eq!(first.header("ratelimit"), Some("\"session\";r=2;t=0"));
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
+    let limited = app.gst("/v1/gst/taxpayer", &session.access_token).await;
+    limited.assert_problem(429, "rate_limited");
+    assert_eq!(limited.header("retry-after"), Some("1"));
+    assert_eq!(limited.header("ratelimit"), Some("\"session\";r=0;t=1"));
+    assert!(limited.header("ratelimit-policy").is_some());
+    let refused = app.gst("/v1/gst/taxpayer", "garbage").await;
+    assert!(refused.header("ratelimit-policy").is_some() && refused.header("ratelimit").is_some());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
+}
+
+async fn the_sandbox_serves_taxpayer_and_returns(backend: Backend) {
+    let (app, taxpayer, _gsp, session) = live_session(backend).await;
+    let details = app.gst("/v1/gst/taxpayer", &session.access_token).await;
+    let body = details.ok(200);
+    assert_eq!(body["gstin"], taxpayer.gstin.as_str());
+    assert_eq!(body["legal_name"], "Taxpayer 0 Private Limited");
+    let returns = app.gst("/v1/gst/returns?fy=2025-26", &session.access_token).await;
+    let body = returns.ok(200);
+    assert_eq!(body["fy"], "2025-26");
+    assert_eq!(body["returns"].as_array().unwrap().len(), 24);
+    assert_eq!(body["returns"][0]["ret_period"], "042025");
+    app.gst("/v1/gst/returns?fy=2025", &session.access_token).await.assert_problem(422, "validation_failed");
+    app.gst("/v1/gst/returns", &session.access_token).await.assert_problem(422, "validation_failed");
+    app.gst("/v1/gst/nothing-here", &session.access_token).await.assert_problem(404, "not_found");
+    app.gst("/v1/gst/nothing-here", "garbage").await.assert_problem(401, "token_invalid");
+}
+
+/// A test upstream: echoes what it received; `/slow` never answers in time.
+async fn spawn_upstream() -> String {
+    async fn echo(req: HttpRequest, body: web::Bytes) -> HttpResponse {
+        if req.path() == "/slow" {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let headers: serde_json::Map<String, Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
+            .collect();
+        HttpResponse::Created()
+            .insert_header(("x-upstream", "yes"))
+            .json(json!({"method": req.method().as_str(), "path": req.path(), "query": req.query_string(),
+                         "headers": headers, "body": String::from_utf8_lossy(&body)}))
+    }
+    let server = HttpServer::new(|| App::new().default_service(web::to(echo)))
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Backend) {
+    let upstream = spawn_upstream().await;
+    let (app, taxpayer, gsp, session) = live_session_with(backend, |s| s.upstream_url = Some(upstream)).await;
+    let resp = app
+        .client
+        .put(format!("{}/v1/gst/returns/gstr1?ret_period=112025", app.address))
+        .bearer_auth(&session.access_token)
+        .header("x-request-id", "fwd-test-1")
+        .header("x-taxpayer-gstin", "27AAPFU0939F1ZV")
+        .header("content-type", "application/json")
+        .body("{\"b2b\":[]}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    assert_eq!(resp.headers()["x-upstream"], "yes");
+    assert!(resp.headers().contains_key("ratelimit"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["method"], "PUT");
+    assert_eq!(body["path"], "/returns/gstr1");
+    assert_eq!(body["query"], "ret_period=112025");
+    assert_eq!(body["body"], "{\"b2b\":[]}");
+    let headers = &body["headers"];
+    assert_eq!(headers["x-taxpayer-gstin"], taxpayer.gstin.as_str(), "a caller cannot choose the taxpayer");
+    assert_eq!(headers["x-gsp-client-id"], gsp.client_id.as_str());
+    assert_eq!(headers["x-session-id"], session.session_id.as_str());
+    assert_eq!(headers["x-request-id"], "fwd-test-1");
+    assert!(headers.get("authorization").is_none(), "{headers}");
+    // Refusals happen before forwarding.
+    app.disable_access(&taxpayer).await;
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.assert_problem(403, "api_access_disabled");
+}
+
+async fn an_upstream_that_is_down_or_hangs_gives_502_or_504(backend: Backend) {
+    let hanging = spawn_upstream().await;
+    let (app, _t, _g, session) = live_session_with(backend, |s| {
+        s.upstream_url = Some(hanging);
+        s.upstream_timeout_ms = 300;
+    })
+    .await;
+    app.gst("/v1/gst/slow", &session.access_token).await.assert_problem(504, "upstream_timeout");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (app, _t, _g, session) = live_session_with(backend, |s| s.upstream_url = Some(dead)).await;
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.assert_problem(502, "upstream_unavailable");
+}
+
+async fn no_call_started_after_switch_off_is_admitted(backend: Backend) {
+    let (app, taxpayer, _gsp, session) = live_session_with(backend, |s| {
+        s.session_rate_per_second = 100_000;
+        s.session_burst = 100_000;
+        s.client_rate_per_second = 100_000;
+        s.client_burst = 100_000;
+    })
+    .await;
+    let app = Arc::new(app);
+    let switched_off = Arc::new(AtomicBool::new(false));
+    let violations = Arc::new(AtomicUsize::new(0));
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let mut callers = Vec::new();
+    for _ in 0..8 {
+        let (app, token, switched_off, violations, admitted) =
+            (app.clone(), session.access_token.clone(), switched_off.clone(), violations.clone(), admitted.clone());
+        callers.push(tokio::spawn(async move {
+            for _ in 0..60 {
+                let started_after_switch_off = switched_off.load(Ordering::SeqCst);
+                let resp = app.gst("/v1/gst/taxpayer", &token).await;
+                if resp.status.as_u16() == 200 {
+                    admitted.fetch_add(1, Ordering::SeqCst);
+                    if started_after_switch_off {
+                        violations.fetch_add(1, Ordering::SeqCst);
+                    }
+                } else {
+                    assert_eq!(resp.code(), "api_access_disabled", "{}", resp.text);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.disable_access(&taxpayer).await;
+    switched_off.store(true, Ordering::SeqCst);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    assert!(admitted.load(Ordering::SeqCst) > 0, "some calls ran before the switch-off");
+    assert_eq!(violations.load(Ordering::SeqCst), 0, "a call that started after the switch-off was admitted");
+}
+
+async fn a_revocation_through_one_instance_reaches_another(backend: Backend) {
+    let (a, taxpayer, _gsp, session) = live_session_with(backend, |s| s.change_feed_interval_ms = 100).await;
+    let b = spawn_on(backend, a.database_url.clone(), a.guard(), a.clock.clone(), |s| s.change_feed_interval_ms = 100).await;
+    b.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
+    let started = std::time::Instant::now();
+    a.disable_access(&taxpayer).await;
+    let mut refused = false;
+    while started.elapsed() < Duration::from_secs(1) {
+        let resp = b.gst("/v1/gst/taxpayer", &session.access_token).await;
+        if resp.status.as_u16() == 403 {
+            assert_eq!(resp.code(), "api_access_disabled");
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "instance B still admitted the session 1 s after the switch-off on A");
+}
+
+async fn usage_is_recorded_to_the_minute_without_a_write_per_call(backend: Backend) {
+    let (app, _taxpayer, _gsp, session) = live_session(backend).await;
+    let head = app.state.db.run(audit::head).await.unwrap();
+    for _ in 0..5 {
+        app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
+    }
+    assert_eq!(app.state.db.run(audit::head).await.unwrap(), head);
+    app.advance(TimeDelta::minutes(2));
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
+    let flushed = app.state.view.flush_usage(&app.state.db, app.clock.now()).await.unwrap();
+    assert_eq!(flushed, 1);
+    let id = session.session_id.clone();
+    let last_used: chrono::NaiveDateTime =
+        app.state.db.run(move |c| Ok(sessions::table.find(id).select(sessions::last_used_at).first(c)?)).await.unwrap();
+    let now = app.clock.now();
+    assert!(now.naive_utc() - last_used < TimeDelta::seconds(61), "{last_used} vs {now}");
+    assert_eq!(last_used.and_utc().timestamp() % 60, 0, "kept to the minute");
+}
