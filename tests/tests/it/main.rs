@@ -11,4 +11,5 @@ mod helpers;
 
 mod browser;
 mod foundation;
+mod metrics;
 mod taxpayer;
