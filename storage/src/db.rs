@@ -274,7 +274,8 @@ pub fn write_tx_as<T, E: From<StorageError>>(
     }
     match work(conn) {
         Ok(value) => {
-            <DbConn as Connection>::TransactionManager::commit_transaction(conn).map_err(StorageError::from)?;
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn)
+                .map_err(StorageError::from)?;
             Ok(value)
         }
         Err(error) => {
@@ -284,6 +285,11 @@ pub fn write_tx_as<T, E: From<StorageError>>(
             Err(error)
         }
     }
+}
+
+/// A round trip to the database (readiness).
+pub fn ping(conn: &mut DbConn) -> Result<(), StorageError> {
+    conn.batch_execute("SELECT 1").map_err(StorageError::from)
 }
 
 #[cfg(test)]
@@ -320,9 +326,4 @@ mod tests {
         );
         assert_eq!(redact("sqlite://gsp.db"), "sqlite://gsp.db");
     }
-}
-
-/// A round trip to the database (readiness).
-pub fn ping(conn: &mut DbConn) -> Result<(), StorageError> {
-    conn.batch_execute("SELECT 1").map_err(StorageError::from)
 }

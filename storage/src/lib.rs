@@ -11,7 +11,8 @@ pub mod schema;
 mod time;
 
 pub use db::{
-    ConnectionManager, DatabaseUrl, Db, DbConn, PoolOptions, PoolStatus, migrate, ping, redact, write_tx, write_tx_as,
+    ConnectionManager, DatabaseUrl, Db, DbConn, PoolOptions, PoolStatus, migrate, ping, redact, write_tx,
+    write_tx_as,
 };
 pub use error::StorageError;
 pub use time::{from_db, to_db};

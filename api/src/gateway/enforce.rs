@@ -33,13 +33,19 @@ pub struct GstContext {
 fn bearer_of(req: &ServiceRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 async fn admit(state: &AppState, req: &ServiceRequest) -> Result<(GstContext, Verdict), ApiError> {
     let token = bearer_of(req).ok_or_else(|| token_missing("gst"))?;
     let now = state.clock.now();
-    let claims = state.claims.verify(&state.keys, token, now).map_err(|e| token_refused(e, "gst"))?;
+    let claims = state
+        .claims
+        .verify(&state.keys, token, now)
+        .map_err(|e| token_refused(e, "gst"))?;
     let (Some(sid), Some(cid)) = (claims.sid.as_deref(), claims.cid.as_deref()) else {
         return Err(token_refused(crate::tokens::TokenError::Invalid, "gst"));
     };
@@ -48,8 +54,11 @@ async fn admit(state: &AppState, req: &ServiceRequest) -> Result<(GstContext, Ve
         .lookup(&state.db, sid)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::TokenInvalid, "the token names no known session"))?;
-    if &*session.client_id != cid || &*session.gstin != claims.sub {
-        return Err(ApiError::new(ErrorCode::TokenInvalid, "the token does not match its session"));
+    if &*session.client_id != cid || *session.gstin != claims.sub {
+        return Err(ApiError::new(
+            ErrorCode::TokenInvalid,
+            "the token does not match its session",
+        ));
     }
     authorize(&session.state, &access, now)?;
     let verdict = state.limits.check(sid, cid);
@@ -57,13 +66,20 @@ async fn admit(state: &AppState, req: &ServiceRequest) -> Result<(GstContext, Ve
         crate::gateway::note_rate_limited(verdict.policy);
         return Err(ApiError::new(
             ErrorCode::RateLimited,
-            format!("the {} rate limit is exhausted; retry after {} s", verdict.policy, verdict.reset_secs),
+            format!(
+                "the {} rate limit is exhausted; retry after {} s",
+                verdict.policy, verdict.reset_secs
+            ),
         )
         .with_header(header::RETRY_AFTER, &verdict.reset_secs.to_string())
         .with_header(RATELIMIT, &verdict.header()));
     }
     state.view.mark_used(sid, &session, now);
-    let context = GstContext { gstin: session.gstin.clone(), client_id: session.client_id.clone(), session_id: Arc::from(sid) };
+    let context = GstContext {
+        gstin: session.gstin.clone(),
+        client_id: session.client_id.clone(),
+        session_id: Arc::from(sid),
+    };
     Ok((context, verdict))
 }
 

@@ -33,7 +33,10 @@ fn apply(state: &AppState, change: &audit::Change) -> bool {
 /// Reloads the signing keys from the database.
 pub async fn reload_keys(state: &AppState) -> Result<(), StorageError> {
     let now = state.clock.now();
-    let rows = state.db.run(move |conn| gsp_gateway_storage::repo::keys::live(conn, JWT_PURPOSE, to_db(now))).await?;
+    let rows = state
+        .db
+        .run(move |conn| gsp_gateway_storage::repo::keys::live(conn, JWT_PURPOSE, to_db(now)))
+        .await?;
     state.keys.replace(&rows);
     state.claims.clear();
     Ok(())
@@ -56,17 +59,19 @@ pub async fn follow_changes(state: Arc<AppState>) {
     loop {
         ticker.tick().await;
         let after = last;
-        match state.db.run(move |conn| audit::changes_since(conn, after, 1000)).await {
+        match state
+            .db
+            .run(move |conn| audit::changes_since(conn, after, 1000))
+            .await
+        {
             Ok(changes) => {
                 let mut keys_changed = false;
                 for change in &changes {
                     keys_changed |= apply(&state, change);
                     last = change.id;
                 }
-                if keys_changed {
-                    if let Err(e) = reload_keys(&state).await {
-                        tracing::warn!(error = %e, "key reload failed");
-                    }
+                if keys_changed && let Err(e) = reload_keys(&state).await {
+                    tracing::warn!(error = %e, "key reload failed");
                 }
             }
             Err(e) => tracing::debug!(error = %e, "change feed poll failed"),

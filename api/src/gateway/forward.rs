@@ -10,8 +10,17 @@ use crate::error::{ApiError, ErrorCode};
 use crate::request_id;
 use crate::state::AppState;
 
-const HOP_BY_HOP: [&str; 9] =
-    ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host"];
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
 
 fn forwardable(name: &HeaderName) -> bool {
     name != header::AUTHORIZATION
@@ -28,7 +37,11 @@ pub async fn forward(
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = req.extensions().get::<GstContext>().cloned().ok_or_else(|| ApiError::internal("gateway context missing"))?;
+    let ctx = req
+        .extensions()
+        .get::<GstContext>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("gateway context missing"))?;
     let Some(base) = state.settings.upstream_url.as_deref() else {
         return Err(ApiError::internal("forwarding without an upstream"));
     };
@@ -40,7 +53,12 @@ pub async fn forward(
     }
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
-    let mut outgoing = state.http.request(method, url).timeout(std::time::Duration::from_millis(state.settings.upstream_timeout_ms));
+    let mut outgoing = state
+        .http
+        .request(method, url)
+        .timeout(std::time::Duration::from_millis(
+            state.settings.upstream_timeout_ms,
+        ));
     for (name, value) in req.headers() {
         if forwardable(name) {
             outgoing = outgoing.header(name.as_str(), value.as_bytes());
@@ -51,7 +69,8 @@ pub async fn forward(
         .header("x-gsp-client-id", &*ctx.client_id)
         .header("x-session-id", &*ctx.session_id)
         .header("x-request-id", request_id::current());
-    let has_body = req.headers().contains_key(header::CONTENT_LENGTH) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
     if has_body {
         // actix's payload is bound to this worker thread; a channel hands its chunks to the client.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(8);
@@ -64,19 +83,30 @@ pub async fn forward(
                 }
             }
         });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let stream =
+            futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
         outgoing = outgoing.body(reqwest::Body::wrap_stream(stream));
     }
     let upstream = outgoing.send().await.map_err(|e| {
         if e.is_timeout() {
-            ApiError::new(ErrorCode::UpstreamTimeout, "the upstream GST service did not answer in time")
+            ApiError::new(
+                ErrorCode::UpstreamTimeout,
+                "the upstream GST service did not answer in time",
+            )
         } else {
             tracing::warn!(error = %e.without_url(), "upstream unavailable");
-            ApiError::new(ErrorCode::UpstreamUnavailable, "the upstream GST service could not be reached")
+            ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                "the upstream GST service could not be reached",
+            )
         }
     })?;
-    let status = actix_web::http::StatusCode::from_u16(upstream.status().as_u16())
-        .map_err(|_| ApiError::new(ErrorCode::UpstreamUnavailable, "the upstream answered an invalid status"))?;
+    let status = actix_web::http::StatusCode::from_u16(upstream.status().as_u16()).map_err(|_| {
+        ApiError::new(
+            ErrorCode::UpstreamUnavailable,
+            "the upstream answered an invalid status",
+        )
+    })?;
     let mut response = HttpResponse::build(status);
     for (name, value) in upstream.headers() {
         let lower = name.as_str();
@@ -84,6 +114,8 @@ pub async fn forward(
             response.append_header((lower, value.as_bytes()));
         }
     }
-    let body = upstream.bytes_stream().map(|chunk| chunk.map_err(|e| std::io::Error::other(e.without_url().to_string())));
+    let body = upstream
+        .bytes_stream()
+        .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.without_url().to_string())));
     Ok(response.streaming(body))
 }

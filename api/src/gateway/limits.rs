@@ -22,7 +22,10 @@ pub struct Policy {
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy").field("name", &self.name).field("burst", &self.burst).finish()
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("burst", &self.burst)
+            .finish()
     }
 }
 
@@ -47,24 +50,46 @@ impl Policy {
         let burst_nz = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst_nz))
             .with_middleware::<StateInformationMiddleware>();
-        Self { name, burst: burst.max(1), limiter }
+        Self {
+            name,
+            burst: burst.max(1),
+            limiter,
+        }
     }
 
     fn check(&self, key: &str) -> Verdict {
         match self.limiter.check_key(&key.to_owned()) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
-                Verdict { policy: self.name, quota: self.burst, remaining, reset_secs: 0, allowed: true }
+                Verdict {
+                    policy: self.name,
+                    quota: self.burst,
+                    remaining,
+                    reset_secs: 0,
+                    allowed: true,
+                }
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                Verdict { policy: self.name, quota: self.burst, remaining: 0, reset_secs: ceil_secs(wait), allowed: false }
+                Verdict {
+                    policy: self.name,
+                    quota: self.burst,
+                    remaining: 0,
+                    reset_secs: ceil_secs(wait),
+                    allowed: false,
+                }
             }
         }
     }
 
     fn untouched(&self) -> Verdict {
-        Verdict { policy: self.name, quota: self.burst, remaining: self.burst, reset_secs: 0, allowed: true }
+        Verdict {
+            policy: self.name,
+            quota: self.burst,
+            remaining: self.burst,
+            reset_secs: 0,
+            allowed: true,
+        }
     }
 }
 
@@ -84,10 +109,21 @@ pub struct Limits {
 impl Limits {
     /// Builds the limiters from the settings.
     pub fn new(settings: &Settings) -> Self {
-        let session = Policy::new("session", settings.session_rate_per_second, settings.session_burst);
+        let session = Policy::new(
+            "session",
+            settings.session_rate_per_second,
+            settings.session_burst,
+        );
         let client = Policy::new("client", settings.client_rate_per_second, settings.client_burst);
-        let policy_header = format!("\"session\";q={};w=1, \"client\";q={};w=1", session.burst, client.burst);
-        Self { session, client, policy_header }
+        let policy_header = format!(
+            "\"session\";q={};w=1, \"client\";q={};w=1",
+            session.burst, client.burst
+        );
+        Self {
+            session,
+            client,
+            policy_header,
+        }
     }
 
     /// Counts a request of `session_id` by `client_id`; the verdict nearest to exhaustion.
@@ -101,7 +137,9 @@ impl Limits {
             return client;
         }
         // Nearest to exhaustion: the smaller share of its quota left.
-        if u64::from(client.remaining) * u64::from(session.quota) < u64::from(session.remaining) * u64::from(client.quota) {
+        if u64::from(client.remaining) * u64::from(session.quota)
+            < u64::from(session.remaining) * u64::from(client.quota)
+        {
             client
         } else {
             session

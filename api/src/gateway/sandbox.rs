@@ -15,7 +15,10 @@ use crate::services::gsp::Registration;
 use crate::state::AppState;
 
 fn context(req: &HttpRequest) -> Result<GstContext, ApiError> {
-    req.extensions().get::<GstContext>().cloned().ok_or_else(|| ApiError::internal("gateway context missing"))
+    req.extensions()
+        .get::<GstContext>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("gateway context missing"))
 }
 
 async fn registration(state: &AppState, gstin: &Arc<str>) -> Result<Arc<Registration>, ApiError> {
@@ -23,7 +26,10 @@ async fn registration(state: &AppState, gstin: &Arc<str>) -> Result<Arc<Registra
         return Ok(found);
     }
     let key = gstin.to_string();
-    let found = state.db.run(move |conn| Ok(crate::services::gsp::search(conn, &key))).await??;
+    let found = state
+        .db
+        .run(move |conn| Ok(crate::services::gsp::search(conn, &key)))
+        .await??;
     let found = Arc::new(found);
     state.view.remember_registration(gstin.clone(), found.clone());
     Ok(found)
@@ -117,25 +123,47 @@ pub async fn returns(
     for offset in 0..12u32 {
         let month = (3 + offset) % 12 + 1;
         let year = if month >= 4 { start } else { start + 1 };
-        let Some(period_start) = NaiveDate::from_ymd_opt(year, month, 1) else { continue };
-        let next = if month == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) };
+        let Some(period_start) = NaiveDate::from_ymd_opt(year, month, 1) else {
+            continue;
+        };
+        let next = if month == 12 {
+            NaiveDate::from_ymd_opt(year + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(year, month + 1, 1)
+        };
         let Some(next) = next else { continue };
         for (return_type, due_day) in [("GSTR1", 11u32), ("GSTR3B", 20u32)] {
             let due = next.with_day(due_day).unwrap_or(next);
-            let filed = period_start >= found.registered_on.with_day(1).unwrap_or(found.registered_on) && due <= today;
+            let filed = period_start >= found.registered_on.with_day(1).unwrap_or(found.registered_on)
+                && due <= today;
             returns.push(ReturnStatus {
                 return_type,
                 ret_period: format!("{month:02}{year}"),
                 status: if filed { "Filed" } else { "Not Filed" },
                 filed_on: filed.then_some(due),
-                arn: filed.then(|| format!("AA{}{:02}{}{:07}", &found.gstin[..2], month, year % 100, due.ordinal() * 1000 + due_day)),
+                arn: filed.then(|| {
+                    format!(
+                        "AA{}{:02}{}{:07}",
+                        &found.gstin[..2],
+                        month,
+                        year % 100,
+                        due.ordinal() * 1000 + due_day
+                    )
+                }),
             });
         }
     }
-    Ok(HttpResponse::Ok().json(ReturnsStatus { gstin: found.gstin.clone(), fy: query.fy.clone(), returns }))
+    Ok(HttpResponse::Ok().json(ReturnsStatus {
+        gstin: found.gstin.clone(),
+        fy: query.fy.clone(),
+        returns,
+    }))
 }
 
 /// Any other `/v1/gst/` path in sandbox mode.
 pub async fn unknown(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::NotFound, format!("the sandbox has no {} {}", req.method(), req.path())))
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("the sandbox has no {} {}", req.method(), req.path()),
+    ))
 }

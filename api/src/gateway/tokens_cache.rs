@@ -19,7 +19,10 @@ pub struct ClaimsCache {
 impl ClaimsCache {
     /// A cache of at most `capacity` tokens.
     pub fn new(capacity: usize) -> Self {
-        Self { entries: DashMap::new(), capacity }
+        Self {
+            entries: DashMap::new(),
+            capacity,
+        }
     }
 
     /// The claims of a valid session token: from the cache, or verified and cached.

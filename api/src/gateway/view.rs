@@ -79,10 +79,10 @@ impl GatewayView {
         db: &Db,
         session_id: &str,
     ) -> Result<Option<(Arc<SessionEntry>, ApiAccess)>, StorageError> {
-        if let Some(entry) = self.sessions.get(session_id).map(|e| e.clone()) {
-            if let Some(access) = self.access.get(&*entry.gstin).map(|a| *a) {
-                return Ok(Some((entry, access)));
-            }
+        if let Some(entry) = self.sessions.get(session_id).map(|e| e.clone())
+            && let Some(access) = self.access.get(&*entry.gstin).map(|a| *a)
+        {
+            return Ok(Some((entry, access)));
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let id = session_id.to_owned();
@@ -114,10 +114,10 @@ impl GatewayView {
     /// Notes that the session was used at `now`; the database hears of it at most once a minute.
     pub fn mark_used(&self, session_id: &str, entry: &SessionEntry, now: DateTime<Utc>) {
         let minute = now.timestamp() / 60;
-        if entry.last_used_minute.swap(minute, Ordering::Relaxed) != minute {
-            if let Ok(mut touched) = self.touched.lock() {
-                touched.insert(session_id.to_owned());
-            }
+        if entry.last_used_minute.swap(minute, Ordering::Relaxed) != minute
+            && let Ok(mut touched) = self.touched.lock()
+        {
+            touched.insert(session_id.to_owned());
         }
     }
 

@@ -13,8 +13,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::json::ApiJson;
 use crate::openapi::Problem;
 use crate::services::gsp::{
-    self as svc, GspClient, IssuedSession, OtpAccepted, OtpRequest, Registration, TokenRequest, TokenResponse,
-    invalid_client,
+    self as svc, GspClient, IssuedSession, OtpAccepted, OtpRequest, Registration, TokenRequest,
+    TokenResponse, invalid_client,
 };
 use crate::settings::OtpDelivery;
 use crate::state::AppState;
@@ -26,7 +26,9 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((id.to_owned(), secret.to_owned()))
@@ -41,9 +43,13 @@ impl FromRequest for GspClient {
         let credentials = basic_credentials(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            let (id, secret) = credentials
-                .ok_or_else(|| invalid_client("send the client credentials with HTTP Basic authentication"))?;
-            state.db.run(move |conn| Ok(svc::authenticate_client(conn, &id, &secret))).await?
+            let (id, secret) = credentials.ok_or_else(|| {
+                invalid_client("send the client credentials with HTTP Basic authentication")
+            })?;
+            state
+                .db
+                .run(move |conn| Ok(svc::authenticate_client(conn, &id, &secret)))
+                .await?
         })
     }
 }
@@ -58,8 +64,9 @@ impl FromRequest for SessionToken {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         std::future::ready((|| {
-            let state =
-                req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("application state missing"))?;
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| ApiError::internal("application state missing"))?;
             let token = bearer(req).ok_or_else(|| token_missing("gst"))?;
             let claims = state
                 .keys
@@ -94,8 +101,19 @@ pub async fn request_otp(
     let settings = state.settings.clone();
     let request = body.0;
     let otp_client = client.clone();
-    let opened =
-        state.db.run(move |conn| Ok(svc::open_otp(conn, &otp_client, &request, &settings, &caller, now))).await??;
+    let opened = state
+        .db
+        .run(move |conn| {
+            Ok(svc::open_otp(
+                conn,
+                &otp_client,
+                &request,
+                &settings,
+                &caller,
+                now,
+            ))
+        })
+        .await??;
     match state.settings.otp_delivery {
         OtpDelivery::Inbox => {}
         OtpDelivery::Log => {
@@ -107,7 +125,10 @@ pub async fn request_otp(
             if let Err(cause) = deliver_webhook(&state, &client, &opened).await {
                 tracing::warn!(%cause, "OTP webhook delivery failed");
                 let challenge = opened.challenge_id.clone();
-                state.db.run(move |conn| svc::void_undelivered(conn, &challenge)).await?;
+                state
+                    .db
+                    .run(move |conn| svc::void_undelivered(conn, &challenge))
+                    .await?;
                 return Err(ApiError::new(
                     ErrorCode::UpstreamUnavailable,
                     "the OTP could not be delivered to the taxpayer; try again later",
@@ -122,8 +143,16 @@ pub async fn request_otp(
     }))
 }
 
-async fn deliver_webhook(state: &AppState, client: &GspClient, opened: &svc::OpenedOtp) -> Result<(), String> {
-    let url = state.settings.otp_webhook_url.as_deref().ok_or("no webhook URL configured")?;
+async fn deliver_webhook(
+    state: &AppState,
+    client: &GspClient,
+    opened: &svc::OpenedOtp,
+) -> Result<(), String> {
+    let url = state
+        .settings
+        .otp_webhook_url
+        .as_deref()
+        .ok_or("no webhook URL configured")?;
     let response = state
         .http
         .post(url)
@@ -132,24 +161,38 @@ async fn deliver_webhook(state: &AppState, client: &GspClient, opened: &svc::Ope
         .send()
         .await
         .map_err(|e| e.without_url().to_string())?;
-    if response.status().is_success() { Ok(()) } else { Err(format!("webhook answered {}", response.status())) }
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("webhook answered {}", response.status()))
+    }
 }
 
 fn token_response(state: &AppState, issued: IssuedSession) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    let expires_at = (now + TimeDelta::seconds(state.settings.access_token_ttl_secs as i64)).min(issued.expires_at);
+    let expires_at =
+        (now + TimeDelta::seconds(state.settings.access_token_ttl_secs as i64)).min(issued.expires_at);
     let (token, _) = state
         .keys
-        .issue(TokenKind::Session, &issued.gstin, Some(&issued.session_id), Some(&issued.client_id), now, expires_at)
+        .issue(
+            TokenKind::Session,
+            &issued.gstin,
+            Some(&issued.session_id),
+            Some(&issued.client_id),
+            now,
+            expires_at,
+        )
         .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(TokenResponse {
-        access_token: token,
-        token_type: "Bearer",
-        expires_in: (expires_at - now).num_seconds(),
-        refresh_token: issued.refresh_token,
-        session_id: issued.session_id,
-        session_expires_at: issued.expires_at,
-    }))
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(TokenResponse {
+            access_token: token,
+            token_type: "Bearer",
+            expires_in: (expires_at - now).num_seconds(),
+            refresh_token: issued.refresh_token,
+            session_id: issued.session_id,
+            session_expires_at: issued.expires_at,
+        }))
 }
 
 /// Exchange an OTP for a session, or refresh a session.
@@ -175,19 +218,22 @@ pub async fn issue_token(
     let settings = state.settings.clone();
     let issued = match body.0 {
         TokenRequest::Otp { gstin, username, otp } => {
+            let grant = svc::OtpGrant { gstin, username, otp };
             state
                 .db
-                .run(move |conn| Ok(svc::exchange_otp(conn, &client, &gstin, &username, &otp, &settings, &caller, now)))
+                .run(move |conn| Ok(svc::exchange_otp(conn, &client, &grant, &settings, &caller, now)))
                 .await??
         }
         TokenRequest::RefreshToken { refresh_token } => {
-            let result = state.db.run(move |conn| Ok(svc::refresh(conn, &client, &refresh_token, &caller, now))).await?;
-            if let Err(error) = &result {
-                if error.code() == ErrorCode::RefreshTokenReused {
-                    if let Some(session_id) = error.extra("session_id").and_then(|v| v.as_str()) {
-                        state.view.session_revoked(session_id);
-                    }
-                }
+            let result = state
+                .db
+                .run(move |conn| Ok(svc::refresh(conn, &client, &refresh_token, &caller, now)))
+                .await?;
+            if let Err(error) = &result
+                && error.code() == ErrorCode::RefreshTokenReused
+                && let Some(session_id) = error.extra("session_id").and_then(|v| v.as_str())
+            {
+                state.view.session_revoked(session_id);
             }
             result?
         }
@@ -202,13 +248,23 @@ pub async fn issue_token(
         (status = 204, description = "The session is revoked"),
         (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`, `session_revoked`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn logout(state: web::Data<AppState>, token: SessionToken, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    state: web::Data<AppState>,
+    token: SessionToken,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let (Some(session_id), Some(client_id)) = (token.0.sid.clone(), token.0.cid.clone()) else {
-        return Err(ApiError::new(ErrorCode::TokenInvalid, "the token is not valid here"));
+        return Err(ApiError::new(
+            ErrorCode::TokenInvalid,
+            "the token is not valid here",
+        ));
     };
     let id = session_id.clone();
-    state.db.run(move |conn| Ok(svc::logout(conn, &id, &client_id, &caller, now))).await??;
+    state
+        .db
+        .run(move |conn| Ok(svc::logout(conn, &id, &client_id, &caller, now)))
+        .await??;
     state.view.session_revoked(&session_id);
     Ok(HttpResponse::NoContent().finish())
 }

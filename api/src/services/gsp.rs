@@ -9,13 +9,13 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use gsp_gateway_domain::secret::{constant_time_eq, random_token, sha256_hex};
 use gsp_gateway_domain::{ApiAccess, Gstin, OtpChallenge, OtpCode, OtpVerdict, Username};
+use gsp_gateway_storage::repo::access;
 use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
 use gsp_gateway_storage::repo::gsp_clients::{self, GspClientRow};
 use gsp_gateway_storage::repo::otp::{self, ChallengeRow, InboxRow};
 use gsp_gateway_storage::repo::refresh_tokens::{self, RefreshTokenRow};
 use gsp_gateway_storage::repo::sessions::{self, SessionRow};
 use gsp_gateway_storage::repo::taxpayers::{self, TaxpayerRow};
-use gsp_gateway_storage::repo::access;
 use gsp_gateway_storage::{DbConn, StorageError, from_db, to_db, write_tx, write_tx_as};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -36,8 +36,10 @@ pub struct GspClient {
 
 /// The refusal for missing or wrong client credentials.
 pub fn invalid_client(detail: &str) -> ApiError {
-    ApiError::new(ErrorCode::InvalidClient, detail.to_owned())
-        .with_header(actix_web::http::header::WWW_AUTHENTICATE, "Basic realm=\"gsp\", charset=\"UTF-8\"")
+    ApiError::new(ErrorCode::InvalidClient, detail.to_owned()).with_header(
+        actix_web::http::header::WWW_AUTHENTICATE,
+        "Basic realm=\"gsp\", charset=\"UTF-8\"",
+    )
 }
 
 /// Checks `client_id`/`client_secret` against the stored hash (constant time); refuses disabled clients.
@@ -45,11 +47,14 @@ pub fn authenticate_client(conn: &mut DbConn, client_id: &str, secret: &str) -> 
     let row: Option<GspClientRow> = gsp_clients::find(conn, client_id)?;
     // Hash even for unknown ids, so the answer takes as long either way.
     let presented = sha256_hex(secret);
-    let stored = row.as_ref().map_or_else(|| sha256_hex("no-such-client"), |r| r.secret_hash.clone());
+    let stored = row
+        .as_ref()
+        .map_or_else(|| sha256_hex("no-such-client"), |r| r.secret_hash.clone());
     match row {
-        Some(row) if constant_time_eq(&presented, &stored) && row.enabled => {
-            Ok(GspClient { client_id: row.client_id, name: row.name })
-        }
+        Some(row) if constant_time_eq(&presented, &stored) && row.enabled => Ok(GspClient {
+            client_id: row.client_id,
+            name: row.name,
+        }),
         Some(row) if constant_time_eq(&presented, &stored) && !row.enabled => {
             Err(invalid_client("this GSP client is disabled"))
         }
@@ -155,7 +160,13 @@ pub fn registration(row: &TaxpayerRow) -> Registration {
     }
 }
 
-fn gsp_event(client: &GspClient, taxpayer: &TaxpayerRow, caller: &Caller, action: &str, detail: Value) -> NewAuditEvent {
+fn gsp_event(
+    client: &GspClient,
+    taxpayer: &TaxpayerRow,
+    caller: &Caller,
+    action: &str,
+    detail: Value,
+) -> NewAuditEvent {
     NewAuditEvent {
         actor: format!("gsp:{}", client.client_id),
         action: action.into(),
@@ -174,12 +185,19 @@ pub fn find_taxpayer(conn: &mut DbConn, gstin: &str, username: &str) -> Result<T
     let username = Username::parse(username)?;
     match taxpayers::find_by_gstin(conn, gstin.as_str())? {
         Some(row) if row.username == username.as_str() => Ok(row),
-        _ => Err(ApiError::new(ErrorCode::TaxpayerNotFound, "no taxpayer with this GSTIN and username")),
+        _ => Err(ApiError::new(
+            ErrorCode::TaxpayerNotFound,
+            "no taxpayer with this GSTIN and username",
+        )),
     }
 }
 
 /// The end of the taxpayer's open access window, or the contract's 403.
-pub fn open_window(conn: &mut DbConn, taxpayer: &TaxpayerRow, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+pub fn open_window(
+    conn: &mut DbConn,
+    taxpayer: &TaxpayerRow,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, ApiError> {
     let access: ApiAccess = access::get(conn, &taxpayer.id)?;
     Ok(access.open_until(now)?)
 }
@@ -254,7 +272,12 @@ pub fn open_otp(
         }
         Ok::<_, ApiError>(())
     })?;
-    Ok(OpenedOtp { challenge_id: challenge.id, code, expires_at: challenge.expires_at, gstin: taxpayer.gstin })
+    Ok(OpenedOtp {
+        challenge_id: challenge.id,
+        code,
+        expires_at: challenge.expires_at,
+        gstin: taxpayer.gstin,
+    })
 }
 
 fn check_otp_allowed(
@@ -340,7 +363,12 @@ enum OtpOutcome {
     Expired,
 }
 
-fn new_refresh_token(conn: &mut DbConn, session_id: &str, client_id: &str, now: DateTime<Utc>) -> Result<String, StorageError> {
+fn new_refresh_token(
+    conn: &mut DbConn,
+    session_id: &str,
+    client_id: &str,
+    now: DateTime<Utc>,
+) -> Result<String, StorageError> {
     let token = random_token(32);
     refresh_tokens::insert(
         conn,
@@ -356,21 +384,34 @@ fn new_refresh_token(conn: &mut DbConn, session_id: &str, client_id: &str, now: 
 }
 
 fn otp_expired() -> ApiError {
-    ApiError::new(ErrorCode::OtpExpired, "no pending OTP: it expired, was used, voided or replaced; request a new one")
+    ApiError::new(
+        ErrorCode::OtpExpired,
+        "no pending OTP: it expired, was used, voided or replaced; request a new one",
+    )
+}
+
+/// The OTP grant's fields.
+#[derive(Debug, Clone)]
+pub struct OtpGrant {
+    /// The taxpayer's GSTIN.
+    pub gstin: String,
+    /// The taxpayer's username.
+    pub username: String,
+    /// The code the taxpayer received.
+    pub otp: String,
 }
 
 /// Exchanges an OTP for a new session (`grant_type=otp`).
 pub fn exchange_otp(
     conn: &mut DbConn,
     client: &GspClient,
-    gstin: &str,
-    username: &str,
-    code: &str,
+    grant: &OtpGrant,
     settings: &Settings,
     caller: &Caller,
     now: DateTime<Utc>,
 ) -> Result<IssuedSession, ApiError> {
-    let taxpayer = find_taxpayer(conn, gstin, username)?;
+    let taxpayer = find_taxpayer(conn, &grant.gstin, &grant.username)?;
+    let code = grant.otp.as_str();
     let outcome = write_tx_as(conn, |conn| {
         let window_end = access::get(conn, &taxpayer.id)?.open_until(now)?;
         let Some(row) = otp::find_pending(conn, &taxpayer.id, &client.client_id)? else {
@@ -384,19 +425,36 @@ pub fn exchange_otp(
         match row.to_domain().verify(code, now) {
             OtpVerdict::Expired => Ok(OtpOutcome::Expired),
             OtpVerdict::Wrong { attempts_remaining } => {
-                audit::append(conn, NewAuditEvent { session_id: None, ..event("otp.failed", json!({"attempts_remaining": attempts_remaining})) }, now)?;
+                audit::append(
+                    conn,
+                    NewAuditEvent {
+                        session_id: None,
+                        ..event("otp.failed", json!({"attempts_remaining": attempts_remaining}))
+                    },
+                    now,
+                )?;
                 otp::set_attempts_left(conn, &row.id, i32::from(attempts_remaining))?;
                 Ok(OtpOutcome::Wrong(attempts_remaining))
             }
             OtpVerdict::Exhausted => {
-                audit::append(conn, NewAuditEvent { session_id: None, ..event("otp.voided", json!({"reason": "too many wrong codes"})) }, now)?;
+                audit::append(
+                    conn,
+                    NewAuditEvent {
+                        session_id: None,
+                        ..event("otp.voided", json!({"reason": "too many wrong codes"}))
+                    },
+                    now,
+                )?;
                 otp::close(conn, &row.id, otp::VOIDED)?;
                 Ok(OtpOutcome::Exhausted)
             }
             OtpVerdict::Accepted => {
                 audit::append(
                     conn,
-                    event("session.created", json!({"gsp_name": client.name, "expires_at": window_end, "otp_request_id": row.id})),
+                    event(
+                        "session.created",
+                        json!({"gsp_name": client.name, "expires_at": window_end, "otp_request_id": row.id}),
+                    ),
                     now,
                 )?;
                 let active = sessions::count_active(conn, &taxpayer.id, &client.client_id, to_db(now))?;
@@ -437,8 +495,10 @@ pub fn exchange_otp(
     match outcome {
         OtpOutcome::Created(issued) => Ok(issued),
         OtpOutcome::Expired => Err(otp_expired()),
-        OtpOutcome::Wrong(attempts_remaining) => Err(ApiError::new(ErrorCode::InvalidOtp, "the OTP is wrong")
-            .with("attempts_remaining", json!(attempts_remaining))),
+        OtpOutcome::Wrong(attempts_remaining) => {
+            Err(ApiError::new(ErrorCode::InvalidOtp, "the OTP is wrong")
+                .with("attempts_remaining", json!(attempts_remaining)))
+        }
         OtpOutcome::Exhausted => Err(ApiError::new(
             ErrorCode::OtpAttemptsExceeded,
             "too many wrong OTPs: the OTP is void; request a new one",
@@ -463,30 +523,51 @@ pub fn refresh(
     let invalid = || ApiError::new(ErrorCode::TokenInvalid, "unknown refresh token");
     let hash = sha256_hex(token);
     let outcome = write_tx_as(conn, |conn| {
-        let Some(row) = refresh_tokens::find(conn, &hash)? else { return Err(invalid()) };
+        let Some(row) = refresh_tokens::find(conn, &hash)? else {
+            return Err(invalid());
+        };
         if row.gsp_client_id != client.client_id {
             return Err(invalid());
         }
-        let Some(owner) = sessions::find_with_owner(conn, &row.session_id)? else { return Err(invalid()) };
-        let Some(taxpayer) = taxpayers::find(conn, &owner.session.taxpayer_id)? else { return Err(invalid()) };
+        let Some(owner) = sessions::find_with_owner(conn, &row.session_id)? else {
+            return Err(invalid());
+        };
+        let Some(taxpayer) = taxpayers::find(conn, &owner.session.taxpayer_id)? else {
+            return Err(invalid());
+        };
         let event = |action: &str, detail: Value| NewAuditEvent {
             session_id: Some(owner.session.id.clone()),
             ..gsp_event(client, &taxpayer, caller, action, detail)
         };
         if row.used_at.is_some() || !refresh_tokens::mark_used(conn, &hash, to_db(now))? {
-            audit::append(conn, event("refresh_token.reused", json!({"session_revoked": owner.session.revoked_at.is_none()})), now)?;
+            audit::append(
+                conn,
+                event(
+                    "refresh_token.reused",
+                    json!({"session_revoked": owner.session.revoked_at.is_none()}),
+                ),
+                now,
+            )?;
             sessions::revoke(conn, &owner.session.id, "refresh_token_reused", to_db(now))?;
             return Ok(RefreshOutcome::Reused(owner.session.id.clone()));
         }
-        let window_end = access::get(conn, &taxpayer.id)?.open_until(now).map_err(|refusal| {
-            let code = ApiError::from(refusal.clone()).code();
-            ApiError::new(code, format!("{refusal}; refresh is over, a new OTP is needed"))
-        })?;
+        let window_end = access::get(conn, &taxpayer.id)?
+            .open_until(now)
+            .map_err(|refusal| {
+                let code = ApiError::from(refusal.clone()).code();
+                ApiError::new(code, format!("{refusal}; refresh is over, a new OTP is needed"))
+            })?;
         if owner.session.revoked_at.is_some() {
-            return Err(ApiError::new(ErrorCode::SessionRevoked, "the session was revoked; a new OTP is needed"));
+            return Err(ApiError::new(
+                ErrorCode::SessionRevoked,
+                "the session was revoked; a new OTP is needed",
+            ));
         }
         if from_db(owner.session.expires_at) <= now {
-            return Err(ApiError::new(ErrorCode::SessionExpired, "the session has ended; a new OTP is needed"));
+            return Err(ApiError::new(
+                ErrorCode::SessionExpired,
+                "the session has ended; a new OTP is needed",
+            ));
         }
         audit::append(conn, event("session.refreshed", json!({})), now)?;
         let refresh_token = new_refresh_token(conn, &owner.session.id, &client.client_id, now)?;
@@ -519,17 +600,26 @@ pub fn logout(
     let revoked = || ApiError::new(ErrorCode::SessionRevoked, "the session has been revoked");
     let owner = sessions::find_with_owner(conn, session_id)?.ok_or_else(revoked)?;
     if owner.session.gsp_client_id != client_id {
-        return Err(ApiError::new(ErrorCode::TokenInvalid, "the token is not valid here"));
+        return Err(ApiError::new(
+            ErrorCode::TokenInvalid,
+            "the token is not valid here",
+        ));
     }
     let taxpayer = taxpayers::find(conn, &owner.session.taxpayer_id)?.ok_or_else(revoked)?;
-    let client = GspClient { client_id: client_id.to_owned(), name: String::new() };
+    let client = GspClient {
+        client_id: client_id.to_owned(),
+        name: String::new(),
+    };
     let done = write_tx(conn, |conn| {
         if !sessions::revoke(conn, session_id, "logout", to_db(now))? {
             return Ok(false);
         }
         audit::append(
             conn,
-            NewAuditEvent { session_id: Some(session_id.to_owned()), ..gsp_event(&client, &taxpayer, caller, "session.logged_out", json!({})) },
+            NewAuditEvent {
+                session_id: Some(session_id.to_owned()),
+                ..gsp_event(&client, &taxpayer, caller, "session.logged_out", json!({}))
+            },
             now,
         )?;
         Ok(true)

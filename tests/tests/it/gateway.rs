@@ -45,18 +45,28 @@ async fn live_session_with(
 
 async fn refusals_follow_the_contract_order(backend: Backend) {
     let (app, taxpayer, _gsp, session) = live_session(backend).await;
-    app.gst("/v1/gst/taxpayer", "").await.assert_problem(401, "token_missing");
-    app.get("/v1/gst/taxpayer", Auth::None).await.assert_problem(401, "token_missing");
-    app.gst("/v1/gst/taxpayer", "garbage").await.assert_problem(401, "token_invalid");
+    app.gst("/v1/gst/taxpayer", "")
+        .await
+        .assert_problem(401, "token_missing");
+    app.get("/v1/gst/taxpayer", Auth::None)
+        .await
+        .assert_problem(401, "token_missing");
+    app.gst("/v1/gst/taxpayer", "garbage")
+        .await
+        .assert_problem(401, "token_invalid");
     // Access is checked before the session: after switch-off the GSP is told why.
     app.disable_access(&taxpayer).await;
     let off = app.gst("/v1/gst/taxpayer", &session.access_token).await;
     off.assert_problem(403, "api_access_disabled");
     assert_eq!(off.body["gstn_code"], "AUTH4037");
     app.enable_access(&taxpayer, 24).await;
-    app.gst("/v1/gst/taxpayer", &session.access_token).await.assert_problem(401, "session_revoked");
+    app.gst("/v1/gst/taxpayer", &session.access_token)
+        .await
+        .assert_problem(401, "session_revoked");
     app.advance(TimeDelta::hours(6) + TimeDelta::minutes(1));
-    app.gst("/v1/gst/taxpayer", &session.access_token).await.assert_problem(401, "token_expired");
+    app.gst("/v1/gst/taxpayer", &session.access_token)
+        .await
+        .assert_problem(401, "token_expired");
 }
 
 async fn switching_access_off_refuses_the_very_next_call(backend: Backend) {
@@ -64,12 +74,19 @@ async fn switching_access_off_refuses_the_very_next_call(backend: Backend) {
     let ok = app.gst("/v1/gst/taxpayer", &session.access_token).await;
     ok.ok(200);
     app.disable_access(&taxpayer).await;
-    app.gst("/v1/gst/taxpayer", &session.access_token).await.assert_problem(403, "api_access_disabled");
+    app.gst("/v1/gst/taxpayer", &session.access_token)
+        .await
+        .assert_problem(403, "api_access_disabled");
     let id = session.session_id.clone();
     let revoked: Option<String> = app
         .state
         .db
-        .run(move |c| Ok(sessions::table.find(id).select(sessions::revoked_reason).first(c)?))
+        .run(move |c| {
+            Ok(sessions::table
+                .find(id)
+                .select(sessions::revoked_reason)
+                .first(c)?)
+        })
         .await
         .unwrap();
     assert_eq!(revoked.as_deref(), Some("access_disabled"));
@@ -81,15 +98,30 @@ async fn revoking_one_session_leaves_the_others_working(backend: Backend) {
     app.gst("/v1/gst/taxpayer", &first.access_token).await.ok(200);
     app.gst("/v1/gst/taxpayer", &second.access_token).await.ok(200);
     let token = app.login(&taxpayer).await;
-    app.delete(&format!("/v1/taxpayer/sessions/{}", first.session_id), Auth::Bearer(&token)).await.ok(204);
-    app.delete(&format!("/v1/taxpayer/sessions/{}", first.session_id), Auth::Bearer(&token)).await.ok(204);
-    app.gst("/v1/gst/taxpayer", &first.access_token).await.assert_problem(401, "session_revoked");
+    app.delete(
+        &format!("/v1/taxpayer/sessions/{}", first.session_id),
+        Auth::Bearer(&token),
+    )
+    .await
+    .ok(204);
+    app.delete(
+        &format!("/v1/taxpayer/sessions/{}", first.session_id),
+        Auth::Bearer(&token),
+    )
+    .await
+    .ok(204);
+    app.gst("/v1/gst/taxpayer", &first.access_token)
+        .await
+        .assert_problem(401, "session_revoked");
     app.gst("/v1/gst/taxpayer", &second.access_token).await.ok(200);
     let other = app.create_taxpayer(1).await;
     let other_token = app.login(&other).await;
-    app.delete(&format!("/v1/taxpayer/sessions/{}", second.session_id), Auth::Bearer(&other_token))
-        .await
-        .assert_problem(404, "not_found");
+    app.delete(
+        &format!("/v1/taxpayer/sessions/{}", second.session_id),
+        Auth::Bearer(&other_token),
+    )
+    .await
+    .assert_problem(404, "not_found");
     app.gst("/v1/gst/taxpayer", &second.access_token).await.ok(200);
 }
 
@@ -104,7 +136,11 @@ async fn an_expired_window_refuses_without_any_write(backend: Backend) {
     app.advance(TimeDelta::hours(6));
     // The token itself expires with the window; a token issued just before shows the window check.
     let expired = app.gst("/v1/gst/taxpayer", &session.access_token).await;
-    assert!(matches!(expired.code(), "api_access_expired" | "token_expired"), "{}", expired.text);
+    assert!(
+        matches!(expired.code(), "api_access_expired" | "token_expired"),
+        "{}",
+        expired.text
+    );
     let now = app.clock.now();
     let (fresh, _) = app
         .state
@@ -118,11 +154,21 @@ async fn an_expired_window_refuses_without_any_write(backend: Backend) {
             now + TimeDelta::hours(1),
         )
         .unwrap();
-    app.gst("/v1/gst/taxpayer", &fresh).await.assert_problem(403, "api_access_expired");
-    assert_eq!(app.state.db.run(audit::head).await.unwrap(), head_before, "no event was written");
+    app.gst("/v1/gst/taxpayer", &fresh)
+        .await
+        .assert_problem(403, "api_access_expired");
+    assert_eq!(
+        app.state.db.run(audit::head).await.unwrap(),
+        head_before,
+        "no event was written"
+    );
     let id = session.session_id.clone();
-    let revoked: Option<chrono::NaiveDateTime> =
-        app.state.db.run(move |c| Ok(sessions::table.find(id).select(sessions::revoked_at).first(c)?)).await.unwrap();
+    let revoked: Option<chrono::NaiveDateTime> = app
+        .state
+        .db
+        .run(move |c| Ok(sessions::table.find(id).select(sessions::revoked_at).first(c)?))
+        .await
+        .unwrap();
     assert_eq!(revoked, None, "nothing was revoked: the window simply ran out");
 }
 
@@ -134,7 +180,10 @@ async fn a_burst_past_the_limit_gets_429_with_ratelimit_headers(backend: Backend
     .await;
     let first = app.gst("/v1/gst/taxpayer", &session.access_token).await;
     first.ok(200);
-    assert_eq!(first.header("ratelimit-policy"), Some("\"session\";q=3;w=1, \"client\";q=400;w=1"));
+    assert_eq!(
+        first.header("ratelimit-policy"),
+        Some("\"session\";q=3;w=1, \"client\";q=400;w=1")
+    );
     assert_eq!(first.header("ratelimit"), Some("\"session\";r=2;t=0"));
     app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
     app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
@@ -160,10 +209,18 @@ async fn the_sandbox_serves_taxpayer_and_returns(backend: Backend) {
     assert_eq!(body["fy"], "2025-26");
     assert_eq!(body["returns"].as_array().unwrap().len(), 24);
     assert_eq!(body["returns"][0]["ret_period"], "042025");
-    app.gst("/v1/gst/returns?fy=2025", &session.access_token).await.assert_problem(422, "validation_failed");
-    app.gst("/v1/gst/returns", &session.access_token).await.assert_problem(422, "validation_failed");
-    app.gst("/v1/gst/nothing-here", &session.access_token).await.assert_problem(404, "not_found");
-    app.gst("/v1/gst/nothing-here", "garbage").await.assert_problem(401, "token_invalid");
+    app.gst("/v1/gst/returns?fy=2025", &session.access_token)
+        .await
+        .assert_problem(422, "validation_failed");
+    app.gst("/v1/gst/returns", &session.access_token)
+        .await
+        .assert_problem(422, "validation_failed");
+    app.gst("/v1/gst/nothing-here", &session.access_token)
+        .await
+        .assert_problem(404, "not_found");
+    app.gst("/v1/gst/nothing-here", "garbage")
+        .await
+        .assert_problem(401, "token_invalid");
 }
 
 /// A test upstream: echoes what it received; `/slow` never answers in time.
@@ -177,10 +234,10 @@ async fn spawn_upstream() -> String {
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
             .collect();
-        HttpResponse::Created()
-            .insert_header(("x-upstream", "yes"))
-            .json(json!({"method": req.method().as_str(), "path": req.path(), "query": req.query_string(),
-                         "headers": headers, "body": String::from_utf8_lossy(&body)}))
+        HttpResponse::Created().insert_header(("x-upstream", "yes")).json(
+            json!({"method": req.method().as_str(), "path": req.path(), "query": req.query_string(),
+                         "headers": headers, "body": String::from_utf8_lossy(&body)}),
+        )
     }
     let server = HttpServer::new(|| App::new().default_service(web::to(echo)))
         .workers(1)
@@ -214,14 +271,20 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
     assert_eq!(body["query"], "ret_period=112025");
     assert_eq!(body["body"], "{\"b2b\":[]}");
     let headers = &body["headers"];
-    assert_eq!(headers["x-taxpayer-gstin"], taxpayer.gstin.as_str(), "a caller cannot choose the taxpayer");
+    assert_eq!(
+        headers["x-taxpayer-gstin"],
+        taxpayer.gstin.as_str(),
+        "a caller cannot choose the taxpayer"
+    );
     assert_eq!(headers["x-gsp-client-id"], gsp.client_id.as_str());
     assert_eq!(headers["x-session-id"], session.session_id.as_str());
     assert_eq!(headers["x-request-id"], "fwd-test-1");
     assert!(headers.get("authorization").is_none(), "{headers}");
     // Refusals happen before forwarding.
     app.disable_access(&taxpayer).await;
-    app.gst("/v1/gst/taxpayer", &session.access_token).await.assert_problem(403, "api_access_disabled");
+    app.gst("/v1/gst/taxpayer", &session.access_token)
+        .await
+        .assert_problem(403, "api_access_disabled");
 }
 
 async fn an_upstream_that_is_down_or_hangs_gives_502_or_504(backend: Backend) {
@@ -231,13 +294,17 @@ async fn an_upstream_that_is_down_or_hangs_gives_502_or_504(backend: Backend) {
         s.upstream_timeout_ms = 300;
     })
     .await;
-    app.gst("/v1/gst/slow", &session.access_token).await.assert_problem(504, "upstream_timeout");
+    app.gst("/v1/gst/slow", &session.access_token)
+        .await
+        .assert_problem(504, "upstream_timeout");
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let (app, _t, _g, session) = live_session_with(backend, |s| s.upstream_url = Some(dead)).await;
-    app.gst("/v1/gst/taxpayer", &session.access_token).await.assert_problem(502, "upstream_unavailable");
+    app.gst("/v1/gst/taxpayer", &session.access_token)
+        .await
+        .assert_problem(502, "upstream_unavailable");
 }
 
 async fn no_call_started_after_switch_off_is_admitted(backend: Backend) {
@@ -254,8 +321,13 @@ async fn no_call_started_after_switch_off_is_admitted(backend: Backend) {
     let admitted = Arc::new(AtomicUsize::new(0));
     let mut callers = Vec::new();
     for _ in 0..8 {
-        let (app, token, switched_off, violations, admitted) =
-            (app.clone(), session.access_token.clone(), switched_off.clone(), violations.clone(), admitted.clone());
+        let (app, token, switched_off, violations, admitted) = (
+            app.clone(),
+            session.access_token.clone(),
+            switched_off.clone(),
+            violations.clone(),
+            admitted.clone(),
+        );
         callers.push(tokio::spawn(async move {
             for _ in 0..60 {
                 let started_after_switch_off = switched_off.load(Ordering::SeqCst);
@@ -277,13 +349,23 @@ async fn no_call_started_after_switch_off_is_admitted(backend: Backend) {
     for caller in callers {
         caller.await.unwrap();
     }
-    assert!(admitted.load(Ordering::SeqCst) > 0, "some calls ran before the switch-off");
-    assert_eq!(violations.load(Ordering::SeqCst), 0, "a call that started after the switch-off was admitted");
+    assert!(
+        admitted.load(Ordering::SeqCst) > 0,
+        "some calls ran before the switch-off"
+    );
+    assert_eq!(
+        violations.load(Ordering::SeqCst),
+        0,
+        "a call that started after the switch-off was admitted"
+    );
 }
 
 async fn a_revocation_through_one_instance_reaches_another(backend: Backend) {
     let (a, taxpayer, _gsp, session) = live_session_with(backend, |s| s.change_feed_interval_ms = 100).await;
-    let b = spawn_on(backend, a.database_url.clone(), a.guard(), a.clock.clone(), |s| s.change_feed_interval_ms = 100).await;
+    let b = spawn_on(a.database_url.clone(), a.guard(), a.clock.clone(), |s| {
+        s.change_feed_interval_ms = 100
+    })
+    .await;
     b.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
     let started = std::time::Instant::now();
     a.disable_access(&taxpayer).await;
@@ -297,7 +379,10 @@ async fn a_revocation_through_one_instance_reaches_another(backend: Backend) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(refused, "instance B still admitted the session 1 s after the switch-off on A");
+    assert!(
+        refused,
+        "instance B still admitted the session 1 s after the switch-off on A"
+    );
 }
 
 async fn usage_is_recorded_to_the_minute_without_a_write_per_call(backend: Backend) {
@@ -309,12 +394,24 @@ async fn usage_is_recorded_to_the_minute_without_a_write_per_call(backend: Backe
     assert_eq!(app.state.db.run(audit::head).await.unwrap(), head);
     app.advance(TimeDelta::minutes(2));
     app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
-    let flushed = app.state.view.flush_usage(&app.state.db, app.clock.now()).await.unwrap();
+    let flushed = app
+        .state
+        .view
+        .flush_usage(&app.state.db, app.clock.now())
+        .await
+        .unwrap();
     assert_eq!(flushed, 1);
     let id = session.session_id.clone();
-    let last_used: chrono::NaiveDateTime =
-        app.state.db.run(move |c| Ok(sessions::table.find(id).select(sessions::last_used_at).first(c)?)).await.unwrap();
+    let last_used: chrono::NaiveDateTime = app
+        .state
+        .db
+        .run(move |c| Ok(sessions::table.find(id).select(sessions::last_used_at).first(c)?))
+        .await
+        .unwrap();
     let now = app.clock.now();
-    assert!(now.naive_utc() - last_used < TimeDelta::seconds(61), "{last_used} vs {now}");
+    assert!(
+        now.naive_utc() - last_used < TimeDelta::seconds(61),
+        "{last_used} vs {now}"
+    );
     assert_eq!(last_used.and_utc().timestamp() % 60, 0, "kept to the minute");
 }

@@ -52,7 +52,9 @@ async fn the_whole_flow_from_consent_to_logout(backend: Backend) {
     assert_eq!(token.header("cache-control"), Some("no-store"));
     let session = TestSession::from(&body);
     let taxpayer_token = app.login(&taxpayer).await;
-    let inbox = app.get("/v1/taxpayer/otp-requests", Auth::Bearer(&taxpayer_token)).await;
+    let inbox = app
+        .get("/v1/taxpayer/otp-requests", Auth::Bearer(&taxpayer_token))
+        .await;
     assert_eq!(inbox.ok(200), &json!([]), "a used OTP leaves the inbox");
 
     let details = app.gst("/v1/gst/taxpayer", &session.access_token).await;
@@ -65,12 +67,22 @@ async fn the_whole_flow_from_consent_to_logout(backend: Backend) {
     let second = TestSession::from(app.refresh(&gsp, &first.refresh_token).await.ok(200));
     app.gst("/v1/gst/taxpayer", &second.access_token).await.ok(200);
 
-    app.post("/v1/gsp/logout", Auth::Bearer(&second.access_token), json!({})).await.ok(204);
-    app.gst("/v1/gst/taxpayer", &second.access_token).await.assert_problem(401, "session_revoked");
-    app.post("/v1/gsp/logout", Auth::Bearer(&second.access_token), json!({})).await.assert_problem(401, "session_revoked");
-    app.refresh(&gsp, &second.refresh_token).await.assert_problem(401, "session_revoked");
+    app.post("/v1/gsp/logout", Auth::Bearer(&second.access_token), json!({}))
+        .await
+        .ok(204);
+    app.gst("/v1/gst/taxpayer", &second.access_token)
+        .await
+        .assert_problem(401, "session_revoked");
+    app.post("/v1/gsp/logout", Auth::Bearer(&second.access_token), json!({}))
+        .await
+        .assert_problem(401, "session_revoked");
+    app.refresh(&gsp, &second.refresh_token)
+        .await
+        .assert_problem(401, "session_revoked");
 
-    let sessions = app.get("/v1/taxpayer/sessions", Auth::Bearer(&taxpayer_token)).await;
+    let sessions = app
+        .get("/v1/taxpayer/sessions", Auth::Bearer(&taxpayer_token))
+        .await;
     let list = sessions.ok(200).as_array().unwrap().clone();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["status"], "revoked");
@@ -83,15 +95,31 @@ async fn client_credentials_are_checked(backend: Backend) {
     let body = json!({"gstin": taxpayer.gstin, "username": taxpayer.username});
     let missing = app.post("/v1/gsp/otp", Auth::None, body.clone()).await;
     missing.assert_problem(401, "invalid_client");
-    assert!(missing.header("www-authenticate").is_some_and(|h| h.starts_with("Basic")));
+    assert!(
+        missing
+            .header("www-authenticate")
+            .is_some_and(|h| h.starts_with("Basic"))
+    );
     assert_eq!(missing.body["gstn_code"], "AUT4033");
-    app.post("/v1/gsp/otp", Auth::Basic(&gsp.client_id, "wrong"), body.clone()).await.assert_problem(401, "invalid_client");
-    app.post("/v1/gsp/otp", Auth::Basic("l7xxunknown", &gsp.client_secret), body.clone())
+    app.post("/v1/gsp/otp", Auth::Basic(&gsp.client_id, "wrong"), body.clone())
         .await
         .assert_problem(401, "invalid_client");
-    app.get(&format!("/v1/gsp/search/{}", taxpayer.gstin), Auth::None).await.assert_problem(401, "invalid_client");
+    app.post(
+        "/v1/gsp/otp",
+        Auth::Basic("l7xxunknown", &gsp.client_secret),
+        body.clone(),
+    )
+    .await
+    .assert_problem(401, "invalid_client");
+    app.get(&format!("/v1/gsp/search/{}", taxpayer.gstin), Auth::None)
+        .await
+        .assert_problem(401, "invalid_client");
     let id = gsp.client_id.clone();
-    app.state.db.run(move |c| gsp_clients::set_enabled(c, &id, false)).await.unwrap();
+    app.state
+        .db
+        .run(move |c| gsp_clients::set_enabled(c, &id, false))
+        .await
+        .unwrap();
     let disabled = app.request_otp(&gsp, &taxpayer).await;
     disabled.assert_problem(401, "invalid_client");
     assert!(disabled.body["detail"].as_str().unwrap().contains("disabled"));
@@ -101,12 +129,20 @@ async fn otp_requests_are_refused_in_the_contract_order(backend: Backend) {
     let (app, taxpayer, gsp) = setup(backend).await;
     let other = app.create_taxpayer(1).await;
     let basic = Auth::Basic(&gsp.client_id, &gsp.client_secret);
-    app.post("/v1/gsp/otp", basic.clone(), json!({"gstin": taxpayer.gstin, "username": other.username}))
-        .await
-        .assert_problem(404, "taxpayer_not_found");
-    app.post("/v1/gsp/otp", basic.clone(), json!({"gstin": "22AAAAA0000A1Z5", "username": other.username}))
-        .await
-        .assert_problem(422, "invalid_gstin");
+    app.post(
+        "/v1/gsp/otp",
+        basic.clone(),
+        json!({"gstin": taxpayer.gstin, "username": other.username}),
+    )
+    .await
+    .assert_problem(404, "taxpayer_not_found");
+    app.post(
+        "/v1/gsp/otp",
+        basic.clone(),
+        json!({"gstin": "22AAAAA0000A1Z5", "username": other.username}),
+    )
+    .await
+    .assert_problem(422, "invalid_gstin");
     app.post("/v1/gsp/otp", basic.clone(), json!({"gstin": taxpayer.gstin}))
         .await
         .assert_problem(422, "validation_failed");
@@ -115,8 +151,15 @@ async fn otp_requests_are_refused_in_the_contract_order(backend: Backend) {
     assert_eq!(disabled.body["gstn_code"], "AUTH4037");
     app.enable_access(&taxpayer, 6).await;
     app.advance(TimeDelta::hours(6));
-    app.request_otp(&gsp, &taxpayer).await.assert_problem(403, "api_access_expired");
-    let count: i64 = app.state.db.run(|c| Ok(otp_challenges::table.count().get_result(c)?)).await.unwrap();
+    app.request_otp(&gsp, &taxpayer)
+        .await
+        .assert_problem(403, "api_access_expired");
+    let count: i64 = app
+        .state
+        .db
+        .run(|c| Ok(otp_challenges::table.count().get_result(c)?))
+        .await
+        .unwrap();
     assert_eq!(count, 0, "refused requests open no challenge");
 }
 
@@ -138,7 +181,12 @@ async fn otp_requests_are_rate_limited_per_taxpayer_and_gsp(backend: Backend) {
     let pending: i64 = app
         .state
         .db
-        .run(|c| Ok(otp_challenges::table.filter(otp_challenges::state.eq("pending")).count().get_result(c)?))
+        .run(|c| {
+            Ok(otp_challenges::table
+                .filter(otp_challenges::state.eq("pending"))
+                .count()
+                .get_result(c)?)
+        })
         .await
         .unwrap();
     assert_eq!(pending, 2);
@@ -154,7 +202,13 @@ async fn the_session_cap_refuses_a_fourth_session(backend: Backend) {
     let capped = app.request_otp(&gsp, &taxpayer).await;
     capped.assert_problem(409, "session_limit_reached");
     assert_eq!(capped.body["gstn_code"], "AUTH403");
-    app.post("/v1/gsp/logout", Auth::Bearer(&sessions[0].access_token), json!({})).await.ok(204);
+    app.post(
+        "/v1/gsp/logout",
+        Auth::Bearer(&sessions[0].access_token),
+        json!({}),
+    )
+    .await
+    .ok(204);
     app.open_session(&gsp, &taxpayer).await;
 }
 
@@ -170,11 +224,25 @@ async fn wrong_otps_count_down_and_void_the_challenge(backend: Backend) {
         assert_eq!(resp.body["attempts_remaining"], remaining);
         assert_eq!(resp.body["gstn_code"], "AUTH4034");
     }
-    app.exchange_otp(&gsp, &taxpayer, wrong).await.assert_problem(429, "otp_attempts_exceeded");
-    app.exchange_otp(&gsp, &taxpayer, &code).await.assert_problem(401, "otp_expired");
-    let state: String = app.state.db.run(|c| Ok(otp_challenges::table.select(otp_challenges::state).first(c)?)).await.unwrap();
+    app.exchange_otp(&gsp, &taxpayer, wrong)
+        .await
+        .assert_problem(429, "otp_attempts_exceeded");
+    app.exchange_otp(&gsp, &taxpayer, &code)
+        .await
+        .assert_problem(401, "otp_expired");
+    let state: String = app
+        .state
+        .db
+        .run(|c| Ok(otp_challenges::table.select(otp_challenges::state).first(c)?))
+        .await
+        .unwrap();
     assert_eq!(state, "voided");
-    let sessions: i64 = app.state.db.run(|c| Ok(sessions::table.count().get_result(c)?)).await.unwrap();
+    let sessions: i64 = app
+        .state
+        .db
+        .run(|c| Ok(sessions::table.count().get_result(c)?))
+        .await
+        .unwrap();
     assert_eq!(sessions, 0);
 }
 
@@ -186,17 +254,28 @@ async fn an_otp_expires_replaces_and_is_single_use(backend: Backend) {
     app.request_otp(&gsp, &taxpayer).await.ok(202);
     let second = app.otp_from_inbox(&taxpayer, &gsp).await;
     if first != second {
-        app.exchange_otp(&gsp, &taxpayer, &first).await.assert_problem(401, "invalid_otp");
+        app.exchange_otp(&gsp, &taxpayer, &first)
+            .await
+            .assert_problem(401, "invalid_otp");
     }
     app.exchange_otp(&gsp, &taxpayer, &second).await.ok(200);
-    app.exchange_otp(&gsp, &taxpayer, &second).await.assert_problem(401, "otp_expired");
+    app.exchange_otp(&gsp, &taxpayer, &second)
+        .await
+        .assert_problem(401, "otp_expired");
 
     app.request_otp(&gsp, &taxpayer).await.ok(202);
     let third = app.otp_from_inbox(&taxpayer, &gsp).await;
     app.advance(TimeDelta::minutes(10));
-    app.exchange_otp(&gsp, &taxpayer, &third).await.assert_problem(401, "otp_expired");
+    app.exchange_otp(&gsp, &taxpayer, &third)
+        .await
+        .assert_problem(401, "otp_expired");
     let token = app.login(&taxpayer).await;
-    assert_eq!(app.get("/v1/taxpayer/otp-requests", Auth::Bearer(&token)).await.ok(200), &json!([]));
+    assert_eq!(
+        app.get("/v1/taxpayer/otp-requests", Auth::Bearer(&token))
+            .await
+            .ok(200),
+        &json!([])
+    );
 }
 
 async fn refresh_tokens_are_single_use_and_reuse_revokes(backend: Backend) {
@@ -204,20 +283,33 @@ async fn refresh_tokens_are_single_use_and_reuse_revokes(backend: Backend) {
     let other_gsp = app.create_gsp("Other GSP").await;
     app.enable_access(&taxpayer, 24).await;
     let session = app.open_session(&gsp, &taxpayer).await;
-    app.refresh(&gsp, "not-a-refresh-token").await.assert_problem(401, "token_invalid");
-    app.refresh(&other_gsp, &session.refresh_token).await.assert_problem(401, "token_invalid");
+    app.refresh(&gsp, "not-a-refresh-token")
+        .await
+        .assert_problem(401, "token_invalid");
+    app.refresh(&other_gsp, &session.refresh_token)
+        .await
+        .assert_problem(401, "token_invalid");
     app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
 
     let next = TestSession::from(app.refresh(&gsp, &session.refresh_token).await.ok(200));
     let reused = app.refresh(&gsp, &session.refresh_token).await;
     reused.assert_problem(401, "refresh_token_reused");
-    app.gst("/v1/gst/taxpayer", &next.access_token).await.assert_problem(401, "session_revoked");
-    app.refresh(&gsp, &next.refresh_token).await.assert_problem(401, "session_revoked");
+    app.gst("/v1/gst/taxpayer", &next.access_token)
+        .await
+        .assert_problem(401, "session_revoked");
+    app.refresh(&gsp, &next.refresh_token)
+        .await
+        .assert_problem(401, "session_revoked");
     let id = session.session_id.clone();
     let reason: Option<String> = app
         .state
         .db
-        .run(move |c| Ok(sessions::table.find(id).select(sessions::revoked_reason).first(c)?))
+        .run(move |c| {
+            Ok(sessions::table
+                .find(id)
+                .select(sessions::revoked_reason)
+                .first(c)?)
+        })
         .await
         .unwrap();
     assert_eq!(reason.as_deref(), Some("refresh_token_reused"));
@@ -231,11 +323,18 @@ async fn refresh_ends_with_the_access_window(backend: Backend) {
     let later = app.refresh(&gsp, &session.refresh_token).await;
     let body = later.ok(200).clone();
     let expires_in = body["expires_in"].as_i64().unwrap();
-    assert!((5 * 3600 - 5..=5 * 3600).contains(&expires_in), "never past the window's end: {expires_in}");
+    assert!(
+        (5 * 3600 - 5..=5 * 3600).contains(&expires_in),
+        "never past the window's end: {expires_in}"
+    );
     app.advance(TimeDelta::hours(5));
     let over = app.refresh(&gsp, body["refresh_token"].as_str().unwrap()).await;
     over.assert_problem(403, "api_access_expired");
-    assert!(over.body["detail"].as_str().unwrap().contains("new OTP"), "{}", over.text);
+    assert!(
+        over.body["detail"].as_str().unwrap().contains("new OTP"),
+        "{}",
+        over.text
+    );
 }
 
 fn forge(header: Value, claims: Value, signature: &str) -> String {
@@ -255,7 +354,9 @@ async fn forged_and_bent_tokens_are_refused(backend: Backend) {
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
     assert_eq!(header["alg"], "EdDSA");
-    for claim in ["iss", "aud", "typ", "sub", "sid", "cid", "iat", "nbf", "exp", "jti"] {
+    for claim in [
+        "iss", "aud", "typ", "sub", "sid", "cid", "iat", "nbf", "exp", "jti",
+    ] {
         assert!(claims.get(claim).is_some(), "claim {claim}");
     }
     let jwks = app.get("/.well-known/jwks.json", Auth::None).await;
@@ -263,9 +364,19 @@ async fn forged_and_bent_tokens_are_refused(backend: Backend) {
     assert_eq!(jwks.body["keys"][0]["kid"], header["kid"]);
 
     let mut bad: Vec<(&str, String)> = Vec::new();
-    bad.push(("alg none", forge(json!({"alg": "none", "typ": "JWT", "kid": header["kid"]}), claims.clone(), "")));
+    bad.push((
+        "alg none",
+        forge(
+            json!({"alg": "none", "typ": "JWT", "kid": header["kid"]}),
+            claims.clone(),
+            "",
+        ),
+    ));
     let hs = jsonwebtoken::encode(
-        &jsonwebtoken::Header { kid: header["kid"].as_str().map(str::to_owned), ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256) },
+        &jsonwebtoken::Header {
+            kid: header["kid"].as_str().map(str::to_owned),
+            ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+        },
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(x.as_bytes()),
     )
@@ -281,27 +392,54 @@ async fn forged_and_bent_tokens_are_refused(backend: Backend) {
     changed["sub"] = json!("27AAPFU0939F1ZV");
     bad.push(("changed payload", forge(header.clone(), changed, parts[2])));
     for (what, token) in &bad {
-        app.gst("/v1/gst/taxpayer", token).await.assert_problem(401, "token_invalid");
+        app.gst("/v1/gst/taxpayer", token)
+            .await
+            .assert_problem(401, "token_invalid");
         assert!(!what.is_empty());
     }
     let taxpayer_token = app.login(&taxpayer).await;
-    app.gst("/v1/gst/taxpayer", &taxpayer_token).await.assert_problem(401, "token_invalid");
-    app.post("/v1/gsp/logout", Auth::Bearer(&taxpayer_token), json!({})).await.assert_problem(401, "token_invalid");
+    app.gst("/v1/gst/taxpayer", &taxpayer_token)
+        .await
+        .assert_problem(401, "token_invalid");
+    app.post("/v1/gsp/logout", Auth::Bearer(&taxpayer_token), json!({}))
+        .await
+        .assert_problem(401, "token_invalid");
 
     // Tokens signed with the gateway's own key but with bent claims, via its key ring.
     let keys = &app.state.keys;
     let now = app.clock.now();
     let issue = |kind, aud_iss_ok: bool, from: chrono::DateTime<chrono::Utc>, until| {
         let (token, _) = keys
-            .issue(kind, &taxpayer.gstin, Some(&session.session_id), Some(&gsp.client_id), from, until)
+            .issue(
+                kind,
+                &taxpayer.gstin,
+                Some(&session.session_id),
+                Some(&gsp.client_id),
+                from,
+                until,
+            )
             .unwrap();
         assert!(aud_iss_ok);
         token
     };
-    let expired = issue(gsp_gateway_api::tokens::TokenKind::Session, true, now - TimeDelta::hours(7), now - TimeDelta::hours(1));
-    app.gst("/v1/gst/taxpayer", &expired).await.assert_problem(401, "token_expired");
-    let future = issue(gsp_gateway_api::tokens::TokenKind::Session, true, now + TimeDelta::hours(1), now + TimeDelta::hours(2));
-    app.gst("/v1/gst/taxpayer", &future).await.assert_problem(401, "token_invalid");
+    let expired = issue(
+        gsp_gateway_api::tokens::TokenKind::Session,
+        true,
+        now - TimeDelta::hours(7),
+        now - TimeDelta::hours(1),
+    );
+    app.gst("/v1/gst/taxpayer", &expired)
+        .await
+        .assert_problem(401, "token_expired");
+    let future = issue(
+        gsp_gateway_api::tokens::TokenKind::Session,
+        true,
+        now + TimeDelta::hours(1),
+        now + TimeDelta::hours(2),
+    );
+    app.gst("/v1/gst/taxpayer", &future)
+        .await
+        .assert_problem(401, "token_invalid");
     let other_issuer = gsp_gateway_api::tokens::KeyRing::new("someone-else".into());
     let rows = app
         .state
@@ -311,9 +449,18 @@ async fn forged_and_bent_tokens_are_refused(backend: Backend) {
         .unwrap();
     other_issuer.replace(&rows);
     let (foreign, _) = other_issuer
-        .issue(gsp_gateway_api::tokens::TokenKind::Session, &taxpayer.gstin, Some(&session.session_id), Some(&gsp.client_id), now, now + TimeDelta::hours(1))
+        .issue(
+            gsp_gateway_api::tokens::TokenKind::Session,
+            &taxpayer.gstin,
+            Some(&session.session_id),
+            Some(&gsp.client_id),
+            now,
+            now + TimeDelta::hours(1),
+        )
         .unwrap();
-    app.gst("/v1/gst/taxpayer", &foreign).await.assert_problem(401, "token_invalid");
+    app.gst("/v1/gst/taxpayer", &foreign)
+        .await
+        .assert_problem(401, "token_invalid");
     app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
 }
 
@@ -321,11 +468,17 @@ async fn tokens_survive_a_restart_and_a_key_rotation(backend: Backend) {
     let (app, taxpayer, gsp) = setup(backend).await;
     app.enable_access(&taxpayer, 24).await;
     let session = app.open_session(&gsp, &taxpayer).await;
-    let restarted = spawn_on(backend, app.database_url.clone(), app.guard(), app.clock.clone(), |_| {}).await;
-    restarted.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
+    let restarted = spawn_on(app.database_url.clone(), app.guard(), app.clock.clone(), |_| {}).await;
+    restarted
+        .gst("/v1/gst/taxpayer", &session.access_token)
+        .await
+        .ok(200);
 
     let old_kid = restarted.state.keys.active_kid().unwrap();
-    let settings = gsp_gateway_api::Settings { database_url: app.database_url.clone(), ..Default::default() };
+    let settings = gsp_gateway_api::Settings {
+        database_url: app.database_url.clone(),
+        ..Default::default()
+    };
     gsp_gateway_api::cli::execute(
         gsp_gateway_api::cli::Command::Keys(gsp_gateway_api::cli::KeysCommand::Rotate),
         settings,
@@ -342,27 +495,52 @@ async fn tokens_survive_a_restart_and_a_key_rotation(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(rotated, "the running instance picked up the rotation");
-    restarted.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
+    restarted
+        .gst("/v1/gst/taxpayer", &session.access_token)
+        .await
+        .ok(200);
     let refreshed = TestSession::from(restarted.refresh(&gsp, &session.refresh_token).await.ok(200));
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(refreshed.access_token.split('.').next().unwrap()).unwrap()).unwrap();
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(refreshed.access_token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_ne!(header["kid"], old_kid.as_str());
     let jwks = restarted.get("/.well-known/jwks.json", Auth::None).await;
-    let kids: Vec<&str> = jwks.ok(200)["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    let kids: Vec<&str> = jwks.ok(200)["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
     assert!(kids.contains(&old_kid.as_str()) && kids.len() == 2, "{kids:?}");
-    restarted.gst("/v1/gst/taxpayer", &refreshed.access_token).await.ok(200);
+    restarted
+        .gst("/v1/gst/taxpayer", &refreshed.access_token)
+        .await
+        .ok(200);
 }
 
 async fn gstin_search_verifies_registrations(backend: Backend) {
     let (app, taxpayer, gsp) = setup(backend).await;
     let basic = Auth::Basic(&gsp.client_id, &gsp.client_secret);
-    let found = app.get(&format!("/v1/gsp/search/{}", taxpayer.gstin.to_lowercase()), basic.clone()).await;
+    let found = app
+        .get(
+            &format!("/v1/gsp/search/{}", taxpayer.gstin.to_lowercase()),
+            basic.clone(),
+        )
+        .await;
     let body = found.ok(200);
     assert_eq!(body["gstin"], taxpayer.gstin.as_str());
     assert_eq!(body["legal_name"], "Taxpayer 0 Private Limited");
     assert_eq!(body["state_code"], "24");
     assert_eq!(body["status"], "Active");
-    app.get("/v1/gsp/search/27AAPFU0939F1ZV", basic.clone()).await.assert_problem(404, "not_found");
-    app.get("/v1/gsp/search/22AAAAA0000A1Z5", basic).await.assert_problem(422, "invalid_gstin");
+    app.get("/v1/gsp/search/27AAPFU0939F1ZV", basic.clone())
+        .await
+        .assert_problem(404, "not_found");
+    app.get("/v1/gsp/search/22AAAAA0000A1Z5", basic)
+        .await
+        .assert_problem(422, "invalid_gstin");
 }
 
 async fn every_step_appears_in_the_taxpayer_activity(backend: Backend) {
@@ -370,16 +548,32 @@ async fn every_step_appears_in_the_taxpayer_activity(backend: Backend) {
     app.enable_access(&taxpayer, 24).await;
     let session = app.open_session(&gsp, &taxpayer).await;
     let next = TestSession::from(app.refresh(&gsp, &session.refresh_token).await.ok(200));
-    app.refresh(&gsp, &session.refresh_token).await.assert_problem(401, "refresh_token_reused");
+    app.refresh(&gsp, &session.refresh_token)
+        .await
+        .assert_problem(401, "refresh_token_reused");
     assert!(!next.access_token.is_empty());
     let token = app.login(&taxpayer).await;
     let activity = app.get("/v1/taxpayer/activity", Auth::Bearer(&token)).await;
-    let actions: Vec<String> =
-        activity.ok(200)["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect();
-    for expected in ["otp.requested", "session.created", "session.refreshed", "refresh_token.reused"] {
+    let actions: Vec<String> = activity.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    for expected in [
+        "otp.requested",
+        "session.created",
+        "session.refreshed",
+        "refresh_token.reused",
+    ] {
         assert!(actions.iter().any(|a| a == expected), "{expected} in {actions:?}");
     }
-    let otp_event = activity.body["items"].as_array().unwrap().iter().find(|e| e["action"] == "otp.requested").unwrap();
+    let otp_event = activity.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "otp.requested")
+        .unwrap();
     assert_eq!(otp_event["detail"]["gsp_name"], "Acme GSP");
     assert_eq!(otp_event["gsp_client_id"], gsp.client_id.as_str());
 }
@@ -392,13 +586,21 @@ async fn secrets_are_stored_hashed(backend: Backend) {
     let (id, code_hash): (String, String) = app
         .state
         .db
-        .run(|c| Ok(otp_challenges::table.select((otp_challenges::id, otp_challenges::code_hash)).first(c)?))
+        .run(|c| {
+            Ok(otp_challenges::table
+                .select((otp_challenges::id, otp_challenges::code_hash))
+                .first(c)?)
+        })
         .await
         .unwrap();
     assert_ne!(code_hash, code);
     assert_eq!(code_hash, sha256_hex(&format!("{id}:{code}")));
     let session = TestSession::from(app.exchange_otp(&gsp, &taxpayer, &code).await.ok(200));
-    let stored: Vec<String> =
-        app.state.db.run(|c| Ok(refresh_tokens::table.select(refresh_tokens::token_hash).load(c)?)).await.unwrap();
+    let stored: Vec<String> = app
+        .state
+        .db
+        .run(|c| Ok(refresh_tokens::table.select(refresh_tokens::token_hash).load(c)?))
+        .await
+        .unwrap();
     assert_eq!(stored, vec![sha256_hex(&session.refresh_token)]);
 }

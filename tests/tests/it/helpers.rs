@@ -175,7 +175,6 @@ pub struct TestApp {
     pub clock: Clock,
     pub state: web::Data<AppState>,
     pub database_url: String,
-    pub backend: Backend,
     _guard: Arc<DbGuard>,
 }
 
@@ -203,12 +202,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// Starts a gateway with settings changed by `configure`.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let (database_url, guard) = fresh_database(backend);
-    spawn_on(backend, database_url, Arc::new(guard), Clock::system(), configure).await
+    spawn_on(database_url, Arc::new(guard), Clock::system(), configure).await
 }
 
 /// Starts a gateway on an existing database (a restart, or a second instance).
 pub async fn spawn_on(
-    backend: Backend,
     database_url: String,
     guard: Arc<DbGuard>,
     clock: Clock,
@@ -238,7 +236,6 @@ pub async fn spawn_on(
         clock,
         state,
         database_url,
-        backend,
         _guard: guard,
     }
 }
@@ -366,7 +363,11 @@ impl TestApp {
     /// Logs the taxpayer in; returns the taxpayer token.
     pub async fn login(&self, taxpayer: &TestTaxpayer) -> String {
         let resp = self
-            .post("/v1/taxpayer/login", Auth::None, json!({"username": taxpayer.username, "password": taxpayer.password}))
+            .post(
+                "/v1/taxpayer/login",
+                Auth::None,
+                json!({"username": taxpayer.username, "password": taxpayer.password}),
+            )
             .await;
         resp.ok(200)["access_token"].as_str().unwrap().to_owned()
     }
@@ -374,15 +375,25 @@ impl TestApp {
     /// Switches the taxpayer's API access on for `hours`.
     pub async fn enable_access(&self, taxpayer: &TestTaxpayer, hours: i64) {
         let token = self.login(taxpayer).await;
-        self.put("/v1/taxpayer/api-access", Auth::Bearer(&token), json!({"enabled": true, "duration_hours": hours}))
-            .await
-            .ok(200);
+        self.put(
+            "/v1/taxpayer/api-access",
+            Auth::Bearer(&token),
+            json!({"enabled": true, "duration_hours": hours}),
+        )
+        .await
+        .ok(200);
     }
 
     /// Switches the taxpayer's API access off.
     pub async fn disable_access(&self, taxpayer: &TestTaxpayer) {
         let token = self.login(taxpayer).await;
-        self.put("/v1/taxpayer/api-access", Auth::Bearer(&token), json!({"enabled": false})).await.ok(200);
+        self.put(
+            "/v1/taxpayer/api-access",
+            Auth::Bearer(&token),
+            json!({"enabled": false}),
+        )
+        .await
+        .ok(200);
     }
 
     /// The GSP asks for an OTP.
@@ -400,7 +411,10 @@ impl TestApp {
         let token = self.login(taxpayer).await;
         let inbox = self.get("/v1/taxpayer/otp-requests", Auth::Bearer(&token)).await;
         let messages = inbox.ok(200).as_array().unwrap().clone();
-        let message = messages.iter().find(|m| m["gsp_name"] == gsp.name.as_str()).expect("an OTP from this GSP");
+        let message = messages
+            .iter()
+            .find(|m| m["gsp_name"] == gsp.name.as_str())
+            .expect("an OTP from this GSP");
         message["code"].as_str().unwrap().to_owned()
     }
 
