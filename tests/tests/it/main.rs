@@ -11,5 +11,9 @@ mod helpers;
 
 mod browser;
 mod foundation;
+mod faults;
+mod gateway;
 mod metrics;
+mod gsp;
+mod gstn_cert;
 mod taxpayer;
