@@ -442,3 +442,265 @@ struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
 }
+
+fn fresh_postgres_database() -> Option<(String, String, String)> {
+    use diesel::prelude::*;
+    let admin_url = std::env::var("TEST_POSTGRES_URL").ok()?;
+    let name = format!("gspgw_multi_{}", std::process::id());
+    let mut conn = diesel::PgConnection::establish(&admin_url).expect("connect to TEST_POSTGRES_URL");
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&mut conn)
+        .unwrap();
+    diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .unwrap();
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b)
+        .to_owned();
+    Some((format!("{base}/{name}"), admin_url, name))
+}
+
+fn drop_postgres_database(admin_url: &str, name: &str) {
+    use diesel::prelude::*;
+    if let Ok(mut conn) = diesel::PgConnection::establish(admin_url) {
+        let _ =
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn);
+    }
+}
+
+fn otp_session(base: &str, flow: &Flow, gstin: &str, username: &str) -> String {
+    let basic = Some((flow.client_id.as_str(), flow.client_secret.as_str()));
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/gsp/otp"),
+        None,
+        basic,
+        Some(json!({"gstin": gstin, "username": username})),
+    );
+    assert_eq!(status, 202, "{body}");
+    let (_, login) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/taxpayer/login"),
+        None,
+        None,
+        Some(json!({"username": username, "password": flow.password})),
+    );
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let (_, inbox) = call(
+        reqwest::Method::GET,
+        format!("{base}/v1/taxpayer/otp-requests"),
+        Some(&token),
+        None,
+        None,
+    );
+    let otp = inbox[0]["code"].as_str().unwrap().to_owned();
+    let (status, tokens) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/gsp/token"),
+        None,
+        basic,
+        Some(json!({"grant_type": "otp", "gstin": gstin, "username": username, "otp": otp})),
+    );
+    assert_eq!(status, 200, "{tokens}");
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+fn set_access(base: &str, password: &str, username: &str, body: Value) {
+    let (_, login) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/taxpayer/login"),
+        None,
+        None,
+        Some(json!({"username": username, "password": password})),
+    );
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        format!("{base}/v1/taxpayer/api-access"),
+        Some(&token),
+        None,
+        Some(body),
+    );
+    assert_eq!(status, 200);
+}
+
+/// Three gateways on one PostgreSQL. Run it by hand with `scripts/multi-instance.sh`.
+#[test]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and run with --ignored"]
+fn three_instances_share_sessions_revocations_and_keys() {
+    let Some((url, admin_url, name)) = fresh_postgres_database() else {
+        panic!("TEST_POSTGRES_URL is not set")
+    };
+    let dir = temp_dir("multi");
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, "otp_rate_limit = 1000\nsession_cap = 1000\n").unwrap();
+    let config = config.display().to_string();
+    let env = [
+        ("GSP_GATEWAY_CONFIG", config.as_str()),
+        ("GSP_GATEWAY_CHANGE_FEED_INTERVAL_MS", "250"),
+    ];
+    let a = Gateway::start(&url, &dir, &env);
+    let b = Gateway::start(&url, &dir, &env);
+    let c = Gateway::start(&url, &dir, &env);
+    let (gstin, username) = ("27AAPFU0939F1ZV", "multi.tester");
+    let flow = full_flow(&a.base, gstin, username);
+
+    // A session created through A works on B and C.
+    for other in [&b, &c] {
+        let (status, body) = call(
+            reqwest::Method::GET,
+            format!("{}/v1/gst/taxpayer", other.base),
+            Some(&flow.access_token),
+            None,
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // Disabling through B makes C refuse within the propagation time: 50 trials.
+    let mut delays = Vec::new();
+    for trial in 0..50 {
+        if trial > 0 {
+            set_access(
+                &b.base,
+                &flow.password,
+                username,
+                json!({"enabled": true, "duration_hours": 24}),
+            );
+        }
+        let token = otp_session(&a.base, &flow, gstin, username);
+        let (status, _) = call(
+            reqwest::Method::GET,
+            format!("{}/v1/gst/taxpayer", c.base),
+            Some(&token),
+            None,
+            None,
+        );
+        assert_eq!(status, 200);
+        // Let C's change feed catch up with the set-up, so the session is served from C's memory
+        // and only the feed can tell C about the switch-off.
+        std::thread::sleep(Duration::from_millis(600));
+        let (status, _) = call(
+            reqwest::Method::GET,
+            format!("{}/v1/gst/taxpayer", c.base),
+            Some(&token),
+            None,
+            None,
+        );
+        assert_eq!(status, 200);
+        set_access(&b.base, &flow.password, username, json!({"enabled": false}));
+        let switched_off = Instant::now();
+        loop {
+            let (status, body) = call(
+                reqwest::Method::GET,
+                format!("{}/v1/gst/taxpayer", c.base),
+                Some(&token),
+                None,
+                None,
+            );
+            if status == 403 {
+                assert_eq!(body["code"], "api_access_disabled");
+                break;
+            }
+            assert!(
+                switched_off.elapsed() < Duration::from_secs(2),
+                "C still admits the session after 2 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        delays.push(switched_off.elapsed());
+    }
+    delays.sort();
+    let median = delays[delays.len() / 2];
+    let worst = delays[delays.len() - 1];
+    println!(
+        "propagation B -> C over {} trials (change feed every 250 ms): median {} ms, worst {} ms",
+        delays.len(),
+        median.as_millis(),
+        worst.as_millis()
+    );
+    assert!(
+        worst < Duration::from_secs(1),
+        "the configured propagation bound is 1 s; worst was {worst:?}"
+    );
+
+    // Key rotation on one instance is honoured by the others.
+    set_access(
+        &b.base,
+        &flow.password,
+        username,
+        json!({"enabled": true, "duration_hours": 24}),
+    );
+    let token_before = otp_session(&a.base, &flow, gstin, username);
+    let (_, jwks) = call(
+        reqwest::Method::GET,
+        format!("{}/.well-known/jwks.json", c.base),
+        None,
+        None,
+        None,
+    );
+    let old_kid = jwks["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let status = Command::new(BINARY)
+        .env("DATABASE_URL", &url)
+        .args(["keys", "rotate"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(1000));
+    for gateway in [&a, &b, &c] {
+        let (_, jwks) = call(
+            reqwest::Method::GET,
+            format!("{}/.well-known/jwks.json", gateway.base),
+            None,
+            None,
+            None,
+        );
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids.len(), 2, "{} publishes both keys: {kids:?}", gateway.base);
+        assert!(kids.contains(&old_kid.as_str()));
+    }
+    let token_after = otp_session(&b.base, &flow, gstin, username);
+    let header: Value =
+        serde_json::from_slice(&base64_url_decode(token_after.split('.').next().unwrap())).unwrap();
+    assert_ne!(header["kid"], old_kid.as_str(), "B signs with the new key");
+    for gateway in [&a, &c] {
+        for token in [&token_before, &token_after] {
+            let (status, body) = call(
+                reqwest::Method::GET,
+                format!("{}/v1/gst/taxpayer", gateway.base),
+                Some(token),
+                None,
+                None,
+            );
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    drop((a, b, c));
+    drop_postgres_database(&admin_url, &name);
+}
+
+fn base64_url_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for byte in text.bytes() {
+        let Some(value) = ALPHABET.iter().position(|&a| a == byte) else {
+            continue;
+        };
+        buffer = (buffer << 6) | value as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    out
+}
