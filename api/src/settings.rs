@@ -88,6 +88,16 @@ pub struct Settings {
     pub upstream_timeout_ms: u64,
     /// How often the change feed is polled for other instances' writes.
     pub change_feed_interval_ms: u64,
+    /// GST System dialect: a fixed OTP for every dialect OTP request (the GSTN sandbox used `102030`);
+    /// unset, dialect OTPs are random like the REST face's. Never set it in production.
+    pub gstn_sandbox_otp: Option<String>,
+    /// GST System dialect: minutes an `auth_token` lives (and the `expiry` answered), like GSTN's 360.
+    pub gstn_token_expiry_minutes: u32,
+    /// GST System dialect: answer `expiry` as the remaining access window in minutes (what the live
+    /// system reports) instead of the token's lifetime.
+    pub gstn_expiry_from_access: bool,
+    /// GST System dialect: answer `status_cd` as a number (1/0) instead of a string ("1"/"0").
+    pub gstn_numeric_status_cd: bool,
 }
 
 impl Default for Settings {
@@ -121,6 +131,10 @@ impl Default for Settings {
             upstream_connect_timeout_ms: 2_000,
             upstream_timeout_ms: 30_000,
             change_feed_interval_ms: 250,
+            gstn_sandbox_otp: None,
+            gstn_token_expiry_minutes: 360,
+            gstn_expiry_from_access: false,
+            gstn_numeric_status_cd: false,
         }
     }
 }
@@ -148,6 +162,13 @@ impl Settings {
         }
         if self.session_burst == 0 || self.client_burst == 0 {
             return Err("bursts must be at least 1".into());
+        }
+        if self
+            .gstn_sandbox_otp
+            .as_deref()
+            .is_some_and(|otp| otp.len() != 6 || !otp.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err("gstn_sandbox_otp must be 6 digits".into());
         }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err("the admin token must have at least 16 characters".into());
@@ -225,6 +246,9 @@ pub struct ServeArgs {
     /// Change-feed poll interval in milliseconds [default: 250]
     #[arg(long, global = true, env = "GSP_GATEWAY_CHANGE_FEED_INTERVAL_MS")]
     pub change_feed_interval_ms: Option<u64>,
+    /// GST System dialect: fixed sandbox OTP, e.g. 102030 (development only)
+    #[arg(long, global = true, env = "GSP_GATEWAY_GSTN_SANDBOX_OTP")]
+    pub gstn_sandbox_otp: Option<String>,
 }
 
 macro_rules! overlay {
@@ -261,7 +285,7 @@ impl ServeArgs {
                 upstream_timeout_ms,
                 change_feed_interval_ms,
             ],
-            [admin_token, workers, otp_webhook_url, upstream_url]
+            [admin_token, workers, otp_webhook_url, upstream_url, gstn_sandbox_otp]
         );
         settings
     }

@@ -53,6 +53,7 @@ diesel::table! {
         gstn_token_hash -> Nullable<Text>,
         gstn_app_key -> Nullable<Text>,
         gstn_sek -> Nullable<Text>,
+        gstn_token_expires_at -> Nullable<Timestamp>,
     }
 }
 

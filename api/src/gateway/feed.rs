@@ -24,6 +24,12 @@ fn apply(state: &AppState, change: &audit::Change) -> bool {
                 state.view.session_revoked(id);
             }
         }
+        "session.refreshed" => {
+            // A dialect refresh replaces the auth token: the old one must stop working everywhere.
+            if let Some(id) = &change.session_id {
+                state.view.forget_dialect_tokens(id);
+            }
+        }
         "keys.rotated" => return true,
         _ => {}
     }

@@ -12,7 +12,7 @@ pub mod view;
 pub use enforce::{GstContext, enforce};
 pub use limits::Limits;
 pub use tokens_cache::ClaimsCache;
-pub use view::GatewayView;
+pub use view::{DialectToken, GatewayView};
 
 /// Notes a rate-limit refusal (logged at debug; counted by the metrics when they are installed).
 pub fn note_rate_limited(policy: &'static str) {

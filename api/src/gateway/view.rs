@@ -37,6 +37,24 @@ pub struct GatewayView {
     generation: AtomicU64,
     touched: Mutex<HashSet<String>>,
     registrations: DashMap<Arc<str>, Arc<Registration>>,
+    dialect_tokens: DashMap<String, Arc<DialectToken>>,
+}
+
+/// What a GST System dialect `auth-token` stands for.
+#[derive(Debug)]
+pub struct DialectToken {
+    /// The session.
+    pub session_id: String,
+    /// The taxpayer's GSTIN.
+    pub gstin: String,
+    /// The GSP client holding it.
+    pub client_id: String,
+    /// When this token expires (refreshable until the session ends).
+    pub expires_at: DateTime<Utc>,
+    /// The session key (Base64), which encrypts payloads.
+    pub sek: String,
+    /// The client's app key (Base64).
+    pub app_key: String,
 }
 
 impl GatewayView {
@@ -64,6 +82,45 @@ impl GatewayView {
     pub fn session_revoked(&self, session_id: &str) {
         self.bump();
         self.sessions.remove(session_id);
+        self.forget_dialect_tokens(session_id);
+    }
+
+    /// Forgets the dialect tokens of a session (its token was refreshed or it ended).
+    pub fn forget_dialect_tokens(&self, session_id: &str) {
+        self.dialect_tokens.retain(|_, token| token.session_id != session_id);
+    }
+
+    /// The dialect token with this hash, from memory or (once) from the database.
+    pub async fn dialect_token(&self, db: &Db, token_hash: &str) -> Result<Option<Arc<DialectToken>>, StorageError> {
+        if let Some(found) = self.dialect_tokens.get(token_hash).map(|t| t.clone()) {
+            return Ok(Some(found));
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let hash = token_hash.to_owned();
+        let Some(owner) = db.run(move |conn| sessions::find_by_gstn_token(conn, &hash)).await? else {
+            return Ok(None);
+        };
+        let session = owner.session;
+        let (Some(sek), Some(app_key), Some(expires_at)) =
+            (session.gstn_sek, session.gstn_app_key, session.gstn_token_expires_at)
+        else {
+            return Ok(None);
+        };
+        let token = Arc::new(DialectToken {
+            session_id: session.id,
+            gstin: owner.gstin,
+            client_id: session.gsp_client_id,
+            expires_at: expires_at.and_utc(),
+            sek,
+            app_key,
+        });
+        if self.generation.load(Ordering::SeqCst) == generation {
+            if self.dialect_tokens.len() > 200_000 {
+                self.dialect_tokens.clear();
+            }
+            self.dialect_tokens.insert(token_hash.to_owned(), token.clone());
+        }
+        Ok(Some(token))
     }
 
     /// Forgets everything about a taxpayer (another instance changed it).
@@ -71,6 +128,7 @@ impl GatewayView {
         self.bump();
         self.access.remove(gstin);
         self.sessions.retain(|_, entry| &*entry.gstin != gstin);
+        self.dialect_tokens.retain(|_, token| token.gstin != gstin);
     }
 
     /// The session and its taxpayer's access, from memory or (once) from the database.

@@ -17,6 +17,7 @@ use crate::services::gsp::{
     TokenResponse, invalid_client,
 };
 use crate::settings::OtpDelivery;
+use gsp_gateway_domain::OtpCode;
 use crate::state::AppState;
 use crate::tokens::{Claims, TokenKind};
 
@@ -101,19 +102,21 @@ pub async fn request_otp(
     let settings = state.settings.clone();
     let request = body.0;
     let otp_client = client.clone();
+    let code = OtpCode::generate();
     let opened = state
         .db
-        .run(move |conn| {
-            Ok(svc::open_otp(
-                conn,
-                &otp_client,
-                &request,
-                &settings,
-                &caller,
-                now,
-            ))
-        })
+        .run(move |conn| Ok(svc::open_otp(conn, &otp_client, &request, code, &settings, &caller, now)))
         .await??;
+    deliver_otp(&state, &client, &opened).await?;
+    Ok(HttpResponse::Accepted().json(OtpAccepted {
+        otp_request_id: opened.challenge_id,
+        expires_in: (opened.expires_at - now).num_seconds(),
+        delivery: svc::delivery_name(state.settings.otp_delivery),
+    }))
+}
+
+/// Sends an opened OTP through the configured channel; a failed webhook voids it and is the caller's error.
+pub async fn deliver_otp(state: &AppState, client: &GspClient, opened: &svc::OpenedOtp) -> Result<(), ApiError> {
     match state.settings.otp_delivery {
         OtpDelivery::Inbox => {}
         OtpDelivery::Log => {
@@ -122,13 +125,10 @@ pub async fn request_otp(
                 code = %opened.code.as_str(), "OTP (log delivery channel, development only)");
         }
         OtpDelivery::Webhook => {
-            if let Err(cause) = deliver_webhook(&state, &client, &opened).await {
+            if let Err(cause) = deliver_webhook(state, client, opened).await {
                 tracing::warn!(%cause, "OTP webhook delivery failed");
                 let challenge = opened.challenge_id.clone();
-                state
-                    .db
-                    .run(move |conn| svc::void_undelivered(conn, &challenge))
-                    .await?;
+                state.db.run(move |conn| svc::void_undelivered(conn, &challenge)).await?;
                 return Err(ApiError::new(
                     ErrorCode::UpstreamUnavailable,
                     "the OTP could not be delivered to the taxpayer; try again later",
@@ -136,11 +136,7 @@ pub async fn request_otp(
             }
         }
     }
-    Ok(HttpResponse::Accepted().json(OtpAccepted {
-        otp_request_id: opened.challenge_id,
-        expires_in: (opened.expires_at - now).num_seconds(),
-        delivery: svc::delivery_name(state.settings.otp_delivery),
-    }))
+    Ok(())
 }
 
 async fn deliver_webhook(

@@ -220,12 +220,12 @@ pub fn open_otp(
     conn: &mut DbConn,
     client: &GspClient,
     request: &OtpRequest,
+    code: OtpCode,
     settings: &Settings,
     caller: &Caller,
     now: DateTime<Utc>,
 ) -> Result<OpenedOtp, ApiError> {
     let taxpayer = find_taxpayer(conn, &request.gstin, &request.username)?;
-    let code = OtpCode::generate();
     let challenge = OtpChallenge::open(uuid::Uuid::new_v4().to_string(), &code, now);
     let delivery = delivery_name(settings.otp_delivery);
     write_tx_as(conn, |conn| {
@@ -479,6 +479,7 @@ pub fn exchange_otp(
                         gstn_token_hash: None,
                         gstn_app_key: None,
                         gstn_sek: None,
+                        gstn_token_expires_at: None,
                     },
                 )?;
                 let refresh_token = new_refresh_token(conn, &session_id, &client.client_id, now)?;

@@ -35,6 +35,8 @@ pub struct SessionRow {
     pub gstn_app_key: Option<String>,
     /// The dialect's session key (Base64).
     pub gstn_sek: Option<String>,
+    /// When the dialect's current auth token expires.
+    pub gstn_token_expires_at: Option<NaiveDateTime>,
 }
 
 impl SessionRow {
@@ -193,19 +195,28 @@ pub fn touch(conn: &mut DbConn, ids: &[String], at: NaiveDateTime) -> Result<(),
     Ok(())
 }
 
-/// Replaces the dialect keys of a session (on REFRESHTOKEN).
-pub fn set_gstn_keys(
-    conn: &mut DbConn,
-    id: &str,
-    token_hash: &str,
-    app_key: &str,
-    sek: &str,
-) -> Result<(), StorageError> {
+/// The GST System dialect's keys of a session.
+#[derive(Debug, Clone)]
+pub struct GstnKeys<'a> {
+    /// SHA-256 of the opaque auth token.
+    pub token_hash: &'a str,
+    /// When that token expires.
+    pub token_expires_at: NaiveDateTime,
+    /// The client's app key (Base64).
+    pub app_key: &'a str,
+    /// The session key (Base64).
+    pub sek: &'a str,
+}
+
+/// Makes a session a dialect session, or replaces its dialect keys (AUTHTOKEN, REFRESHTOKEN).
+pub fn set_gstn_keys(conn: &mut DbConn, id: &str, keys: &GstnKeys<'_>) -> Result<(), StorageError> {
     diesel::update(sessions::table.find(id))
         .set((
-            sessions::gstn_token_hash.eq(token_hash),
-            sessions::gstn_app_key.eq(app_key),
-            sessions::gstn_sek.eq(sek),
+            sessions::channel.eq("gstn"),
+            sessions::gstn_token_hash.eq(keys.token_hash),
+            sessions::gstn_token_expires_at.eq(keys.token_expires_at),
+            sessions::gstn_app_key.eq(keys.app_key),
+            sessions::gstn_sek.eq(keys.sek),
         ))
         .execute(conn)?;
     Ok(())

@@ -1,0 +1,1 @@
+ALTER TABLE sessions DROP COLUMN gstn_token_expires_at;
