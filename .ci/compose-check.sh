@@ -289,6 +289,17 @@ for source in ("api/src/settings.rs", "api/src/cli.rs"):
     with open(source, encoding="utf-8") as f:
         wanted.update(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', f.read()))
 wanted.discard("GSP_GATEWAY_NEW_PASSWORD")  # an input of `admin create-taxpayer`, not a setting
+# Settings no flag or variable sets (a TOML file does) go in the TOML-only table under their own name.
+with open("api/src/settings.rs", encoding="utf-8") as f:
+    settings_rs = f.read()
+
+
+def fields(struct):
+    body = settings_rs.split(f"pub struct {struct}", 1)[1].split("\n}", 1)[0]
+    return set(re.findall(r"^\s*pub (\w+):", body, re.M))
+
+
+wanted.update(fields("Settings") - fields("ServeArgs"))
 with open("api/src/metrics.rs", encoding="utf-8") as f:
     wanted.update(re.findall(r'^const [A-Z_]+: &str = "([a-z_]+)";', f.read(), re.M))
 missing = sorted(name for name in wanted if f"`{name}`" not in doc)
