@@ -92,6 +92,8 @@ pub enum AdminCommand {
 pub enum KeysCommand {
     /// Make a new signing key active; the old one stays in the JWKS until its tokens have expired
     Rotate,
+    /// Make a new GSTN-dialect RSA key (and certificate) active; the old one decrypts for 24 hours more
+    RotateGstn,
 }
 
 /// Audit log commands.
@@ -198,6 +200,19 @@ pub async fn execute(command: Command, settings: Settings) -> Result<ExitCode, S
             println!(
                 "new signing key {kid} is active; the previous one stays published for {} minutes",
                 keep.num_minutes()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCommand::RotateGstn) => {
+            let db = open(&settings).await?;
+            let now = Clock::system().now();
+            let kid = db
+                .run(move |conn| Ok(crate::gstn::rsa_key::rotate_gstn_key(conn, now)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            println!(
+                "new GSTN key {kid} is active; the previous one decrypts for 24 hours, until clients re-download the certificate"
             );
             Ok(ExitCode::SUCCESS)
         }

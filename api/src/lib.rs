@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod error;
 pub mod gateway;
+pub mod gstn;
 pub mod json;
 pub mod metrics;
 pub mod openapi;

@@ -101,6 +101,9 @@ once access is off, expired or the session is revoked. Every error is applicatio
         crate::routes::gsp::search,
         crate::gateway::sandbox::taxpayer,
         crate::gateway::sandbox::returns,
+        crate::routes::gstn_cert::certificate_pem,
+        crate::routes::gstn_cert::certificate_der,
+        crate::routes::gstn_cert::public_key_pem,
     ),
     components(schemas(Problem, ErrorCode, FieldError)),
     modifiers(&Security),
@@ -110,6 +113,7 @@ once access is off, expired or the session is revoked. Every error is applicatio
         (name = "taxpayer", description = "Manage API Access, sessions, OTP inbox and activity (taxpayer token)"),
         (name = "gsp", description = "GSP client credentials: OTP, tokens, GSTIN search"),
         (name = "gateway", description = "The GST API behind the enforcement layer (session token)"),
+        (name = "gstn", description = "The GST System's own wire dialect: the certificate GSP software encrypts its app key to"),
     )
 )]
 pub struct ApiDoc;

@@ -60,6 +60,8 @@ impl Application {
         let keys = KeyRing::new(settings.issuer.clone());
         let now = clock.now();
         keys.replace(&db.run(move |conn| ensure_active_key(conn, now)).await?);
+        let gstn = crate::gstn::GstnKeys::new();
+        crate::gstn::load(&db, &gstn, now).await?;
 
         let listener = TcpListener::bind(&settings.bind)?;
         let port = listener.local_addr()?.port();
@@ -79,11 +81,13 @@ impl Application {
                 .map_err(|e| StartupError::Config(e.to_string()))?,
             claims: std::sync::Arc::new(crate::gateway::ClaimsCache::new(200_000)),
             limits: std::sync::Arc::new(limits),
+            gstn: std::sync::Arc::new(gstn),
         });
         tracing::info!(port, backend = state.db.backend(), "gsp-gateway listening");
 
         tokio::spawn(crate::gateway::feed::follow_changes(state.clone().into_inner()));
         tokio::spawn(crate::gateway::feed::housekeeping(state.clone().into_inner()));
+        tokio::spawn(crate::gstn::keep_fresh(state.clone().into_inner()));
         let upstream = state.settings.upstream_url.is_some();
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -129,6 +133,7 @@ impl Application {
 /// Every route of the contract.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(page::configure)
+        .configure(crate::routes::gstn_cert::configure)
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)))
         .service(resource("/metrics").route(web::get().to(metrics::render)))

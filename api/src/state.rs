@@ -28,6 +28,8 @@ pub struct AppState {
     pub claims: Arc<ClaimsCache>,
     /// Gateway rate limits.
     pub limits: Arc<Limits>,
+    /// The GSTN dialect's RSA keys and certificate.
+    pub gstn: Arc<crate::gstn::GstnKeys>,
 }
 
 /// Runs CPU-heavy work (password hashing) off the async workers.

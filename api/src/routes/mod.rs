@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod docs;
 pub mod gsp;
+pub mod gstn_cert;
 pub mod health;
 pub mod page;
 pub mod taxpayer;
