@@ -108,6 +108,8 @@ pub struct Caller {
     pub ip: Option<String>,
     /// The request id.
     pub request_id: String,
+    /// The GST System dialect's `txn` header (recorded, never required unique).
+    pub txn: Option<String>,
 }
 
 impl FromRequest for Caller {
@@ -124,6 +126,6 @@ impl FromRequest for Caller {
             .extensions()
             .get::<RequestId>()
             .map_or_else(crate::request_id::current, |r| r.0.clone());
-        ready(Ok(Caller { ip, request_id }))
+        ready(Ok(Caller { ip, request_id, txn: None }))
     }
 }

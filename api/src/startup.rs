@@ -134,6 +134,7 @@ impl Application {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(page::configure)
         .configure(crate::routes::gstn_cert::configure)
+        .configure(crate::gstn::configure)
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)))
         .service(resource("/metrics").route(web::get().to(metrics::render)))

@@ -11,7 +11,7 @@ use gsp_gateway_storage::{StorageError, to_db};
 use crate::state::AppState;
 use crate::tokens::JWT_PURPOSE;
 
-/// Applies one change made anywhere (this instance included) to the view.
+/// Applies one change made anywhere (this instance included) to the view; true when keys must be reloaded.
 fn apply(state: &AppState, change: &audit::Change) -> bool {
     match change.action.as_str() {
         "access.enabled" | "access.disabled" => {
@@ -31,6 +31,7 @@ fn apply(state: &AppState, change: &audit::Change) -> bool {
             }
         }
         "keys.rotated" => return true,
+        crate::gstn::rsa_key::ROTATED_ACTION => return true,
         _ => {}
     }
     false
@@ -76,8 +77,17 @@ pub async fn follow_changes(state: Arc<AppState>) {
                     keys_changed |= apply(&state, change);
                     last = change.id;
                 }
-                if keys_changed && let Err(e) = reload_keys(&state).await {
-                    tracing::warn!(error = %e, "key reload failed");
+                if let Some(newest) = changes.last() {
+                    let lag = state.clock.now() - gsp_gateway_storage::from_db(newest.at);
+                    crate::metrics::set_change_feed_lag(lag.num_milliseconds().max(0) as f64 / 1000.0);
+                }
+                if keys_changed {
+                    if let Err(e) = reload_keys(&state).await {
+                        tracing::warn!(error = %e, "key reload failed");
+                    }
+                    if let Err(e) = crate::gstn::reload(&state).await {
+                        tracing::warn!(error = %e, "GSTN key reload failed");
+                    }
                 }
             }
             Err(e) => tracing::debug!(error = %e, "change feed poll failed"),
@@ -98,5 +108,10 @@ pub async fn housekeeping(state: Arc<AppState>) {
         state.view.evict_ended(now - TimeDelta::minutes(1));
         state.claims.evict_expired(now);
         state.limits.retain_recent();
+        let at = to_db(now);
+        match state.db.run(move |conn| gsp_gateway_storage::repo::sessions::count_all_active(conn, at)).await {
+            Ok(active) => crate::metrics::set_active_sessions(active.max(0) as u64),
+            Err(e) => tracing::debug!(error = %e, "active session count failed"),
+        }
     }
 }

@@ -14,9 +14,10 @@ pub use limits::Limits;
 pub use tokens_cache::ClaimsCache;
 pub use view::{DialectToken, GatewayView};
 
-/// Notes a rate-limit refusal (logged at debug; counted by the metrics when they are installed).
+/// Notes a rate-limit refusal (logged at debug, counted in the metrics).
 pub fn note_rate_limited(policy: &'static str) {
     tracing::debug!(policy, "rate limited");
+    crate::metrics::rate_limited(policy);
 }
 
 /// Registers the `/v1/gst` scope: enforcement first, then the sandbox or the forwarder.

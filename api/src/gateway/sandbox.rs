@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::GstContext;
 use crate::error::{ApiError, ErrorCode};
-use crate::openapi::Problem;
+use crate::openapi::{Problem, ServiceUnavailable};
 use crate::services::gsp::Registration;
 use crate::state::AppState;
 
@@ -36,15 +36,20 @@ async fn registration(state: &AppState, gstin: &Arc<str>) -> Result<Arc<Registra
 }
 
 /// The session taxpayer's registration details.
+///
+/// Like every call under `/v1/gst/`, it passes the enforcement layer first: a valid session token, the
+/// taxpayer's API access on and unexpired (checked live), the session not revoked, the rate limits. Every
+/// answer carries the `RateLimit` and `RateLimit-Policy` headers.
 #[utoipa::path(get, path = "/v1/gst/taxpayer", tag = "gateway", operation_id = "get_gst_taxpayer",
     security(("session_token" = [])),
     responses(
         (status = 200, description = "Registration details of the session's taxpayer (sandbox, or the upstream's answer)", body = Registration),
-        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`, `session_revoked`, `session_expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`api_access_disabled`, `api_access_expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited` (with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "`upstream_unavailable`", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "`upstream_timeout`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`, `session_revoked` (by the taxpayer, logout or refresh-token reuse), `session_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`api_access_disabled`, `api_access_expired`: the taxpayer switched API access off, or its window ended", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: the session's or the GSP client's rate limit is exhausted; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`upstream_unavailable`: the upstream GST service failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
+        (status = 504, description = "`upstream_timeout`: the upstream GST service did not answer in time", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn taxpayer(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let ctx = context(&req)?;
@@ -57,7 +62,7 @@ pub async fn taxpayer(state: web::Data<AppState>, req: HttpRequest) -> Result<Ht
 #[into_params(parameter_in = Query)]
 pub struct ReturnsQuery {
     /// Financial year as `YYYY-YY`, e.g. `2025-26`.
-    #[param(example = "2025-26", pattern = "^[0-9]{4}-[0-9]{2}$")]
+    #[param(schema_with = crate::openapi::financial_year_schema)]
     pub fy: String,
 }
 
@@ -73,9 +78,11 @@ pub struct ReturnStatus {
     /// `Filed` or `Not Filed`.
     #[schema(example = "Filed")]
     pub status: &'static str,
-    /// Filing date, when filed.
+    /// Filing date (null when not filed).
+    #[schema(required = true)]
     pub filed_on: Option<NaiveDate>,
-    /// Acknowledgement reference number, when filed.
+    /// Acknowledgement reference number (null when not filed).
+    #[schema(required = true, example = "AA240425110000000")]
     pub arn: Option<String>,
 }
 
@@ -99,15 +106,20 @@ fn parse_fy(fy: &str) -> Option<i32> {
 }
 
 /// The session taxpayer's return filing status for a financial year.
+///
+/// Monthly GSTR-1 and GSTR-3B from April to March. Passes the same enforcement layer as every `/v1/gst/` call.
 #[utoipa::path(get, path = "/v1/gst/returns", tag = "gateway", operation_id = "get_gst_returns",
     security(("session_token" = [])),
     params(ReturnsQuery),
     responses(
         (status = 200, description = "Filing status (sandbox, or the upstream's answer)", body = ReturnsStatus),
-        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`, `session_revoked`, `session_expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`api_access_disabled`, `api_access_expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: `fy` is not a financial year like 2025-26", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited` (with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`, `session_revoked` (by the taxpayer, logout or refresh-token reuse), `session_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`api_access_disabled`, `api_access_expired`: the taxpayer switched API access off, or its window ended", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `fy` is missing or not a financial year like 2025-26", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: the session's or the GSP client's rate limit is exhausted; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`upstream_unavailable`: the upstream GST service failed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
+        (status = 504, description = "`upstream_timeout`: the upstream GST service did not answer in time", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn returns(
     state: web::Data<AppState>,

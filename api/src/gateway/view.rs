@@ -38,6 +38,30 @@ pub struct GatewayView {
     touched: Mutex<HashSet<String>>,
     registrations: DashMap<Arc<str>, Arc<Registration>>,
     dialect_tokens: DashMap<String, Arc<DialectToken>>,
+    clients: DashMap<String, Arc<CachedClient>>,
+    sandbox_references: DashMap<String, Arc<SandboxReference>>,
+}
+
+/// A GSP client's stored credentials, cached for the dialect's per-call client check.
+#[derive(Debug)]
+pub struct CachedClient {
+    /// SHA-256 (hex) of the secret.
+    pub secret_hash: String,
+    /// Display name.
+    pub name: String,
+    /// Disabled clients are refused.
+    pub enabled: bool,
+}
+
+/// A return saved in the dialect sandbox, for RETSTATUS.
+#[derive(Debug)]
+pub struct SandboxReference {
+    /// The taxpayer.
+    pub gstin: String,
+    /// The tax period (MMYYYY).
+    pub ret_period: String,
+    /// The saving action (`RETSAVE`).
+    pub action: String,
 }
 
 /// What a GST System dialect `auth-token` stands for.
@@ -214,6 +238,36 @@ impl GatewayView {
             self.registrations.clear();
         }
         self.registrations.insert(gstin, registration);
+    }
+
+    /// A GSP client's credentials, from memory or (once) from the database.
+    pub async fn client(&self, db: &Db, client_id: &str) -> Result<Option<Arc<CachedClient>>, StorageError> {
+        if let Some(found) = self.clients.get(client_id).map(|c| c.clone()) {
+            return Ok(Some(found));
+        }
+        let id = client_id.to_owned();
+        let Some(row) = db.run(move |conn| gsp_gateway_storage::repo::gsp_clients::find(conn, &id)).await? else {
+            return Ok(None);
+        };
+        let cached = Arc::new(CachedClient { secret_hash: row.secret_hash, name: row.name, enabled: row.enabled });
+        if self.clients.len() > 10_000 {
+            self.clients.clear();
+        }
+        self.clients.insert(client_id.to_owned(), cached.clone());
+        Ok(Some(cached))
+    }
+
+    /// Remembers a return saved in the dialect sandbox.
+    pub fn remember_sandbox_reference(&self, reference_id: String, reference: SandboxReference) {
+        if self.sandbox_references.len() > 100_000 {
+            self.sandbox_references.clear();
+        }
+        self.sandbox_references.insert(reference_id, Arc::new(reference));
+    }
+
+    /// A return saved in the dialect sandbox.
+    pub fn sandbox_reference(&self, reference_id: &str) -> Option<Arc<SandboxReference>> {
+        self.sandbox_references.get(reference_id).map(|r| r.clone())
     }
 
     /// Number of cached sessions.

@@ -8,7 +8,10 @@
 //! The authenticate actions and data calls build on these; the certificate is served by
 //! `routes::gstn_cert`.
 
+pub mod authenticate;
 pub mod crypto;
+pub mod data;
+pub mod dialect;
 pub mod rsa_key;
 
 use std::sync::Arc;
@@ -18,6 +21,19 @@ pub use crypto::{AesKey, CryptoError};
 pub use rsa_key::{GstnKeyError, GstnKeys, Published};
 
 use crate::state::AppState;
+
+/// Registers the dialect's routes: authenticate (with or without a trailing slash) and data calls.
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::web;
+    const VERSION: &str = r"{version:v[0-9]+\.[0-9]+}";
+    for suffix in ["authenticate", "authenticate/"] {
+        cfg.service(
+            crate::routes::resource(&format!("/taxpayerapi/{VERSION}/{suffix}"))
+                .route(web::post().to(authenticate::authenticate)),
+        );
+    }
+    cfg.service(web::resource(format!("/taxpayerapi/{VERSION}/{{resource:.+}}")).to(data::data_call));
+}
 
 /// How often the key ring is re-read: picks up rotations made elsewhere (the CLI, another
 /// instance), the end of a grace period and certificate re-issue.

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::auth::{Caller, bearer, token_missing, token_refused};
 use crate::error::{ApiError, ErrorCode};
 use crate::json::ApiJson;
-use crate::openapi::Problem;
+use crate::openapi::{MalformedJson, PayloadTooLarge, Problem, ServiceUnavailable, UnsupportedMediaType};
 use crate::services::gsp::{
     self as svc, GspClient, IssuedSession, OtpAccepted, OtpRequest, Registration, TokenRequest,
     TokenResponse, invalid_client,
@@ -79,18 +79,26 @@ impl FromRequest for SessionToken {
 }
 
 /// Ask for an OTP to be sent to the taxpayer.
+///
+/// Checked in this order: client credentials, GSTIN and username belong together, the taxpayer's API access is
+/// on and unexpired, the OTP request rate, the session cap. The OTP reaches the taxpayer through the configured
+/// channel (by default their inbox, GET /v1/taxpayer/otp-requests); exchange it with POST /v1/gsp/token.
 #[utoipa::path(post, path = "/v1/gsp/otp", tag = "gsp", operation_id = "request_otp",
     security(("gsp_client" = [])),
     request_body = OtpRequest,
     responses(
         (status = 202, description = "A 6-digit OTP, valid 10 minutes, was sent to the taxpayer; it replaces this GSP's earlier pending one", body = OtpAccepted),
-        (status = 401, description = "`invalid_client`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`api_access_disabled`, `api_access_expired` (GST System AUTH4037)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = MalformedJson),
+        (status = 401, description = "`invalid_client`: the HTTP Basic client credentials are missing or wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`api_access_disabled`, `api_access_expired`: the taxpayer has not switched API access on, or its window has ended", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`taxpayer_not_found`: GSTIN and username do not belong together", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`session_limit_reached`: this GSP already holds the maximum of active sessions (default 3)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_gstin`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`: default 5 OTP requests per 15 minutes per taxpayer and GSP", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`session_limit_reached`: this GSP already holds the maximum of active sessions for this taxpayer (default 3)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`invalid_gstin`, `validation_failed` (a field is missing or not a string, or the username breaks its rules)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: default 5 OTP requests per 15 minutes per taxpayer and GSP; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "`upstream_unavailable`: the OTP could not be delivered (webhook channel)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn request_otp(
     state: web::Data<AppState>,
@@ -136,6 +144,7 @@ pub async fn deliver_otp(state: &AppState, client: &GspClient, opened: &svc::Ope
             }
         }
     }
+    crate::metrics::otp_issued();
     Ok(())
 }
 
@@ -192,17 +201,25 @@ fn token_response(state: &AppState, issued: IssuedSession) -> Result<HttpRespons
 }
 
 /// Exchange an OTP for a session, or refresh a session.
+///
+/// `grant_type: otp` opens a session (consent) with the OTP the taxpayer received; `grant_type: refresh_token`
+/// refreshes it without an OTP while the taxpayer's access window lasts. The access token lives 6 hours by
+/// default and never past `session_expires_at`; each refresh returns a new single-use refresh token.
 #[utoipa::path(post, path = "/v1/gsp/token", tag = "gsp", operation_id = "issue_token",
     security(("gsp_client" = [])),
     request_body = TokenRequest,
     responses(
         (status = 200, description = "A session token pair", body = TokenResponse),
-        (status = 401, description = "`invalid_client`, `invalid_otp` (with `attempts_remaining`), `otp_expired`, `token_invalid` (unknown refresh token), `refresh_token_reused` (the session is revoked), `session_revoked`, `session_expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`api_access_disabled`, `api_access_expired`: a new OTP is needed once access is on", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`taxpayer_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`session_limit_reached`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_gstin`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`otp_attempts_exceeded`: the 5th wrong code voids the OTP", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = MalformedJson),
+        (status = 401, description = "`invalid_client`, `invalid_otp` (with `attempts_remaining`), `otp_expired` (no pending OTP: expired, used, voided or replaced), `token_invalid` (unknown refresh token, or another client's), `refresh_token_reused` (the session is revoked), `session_revoked`, `session_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`api_access_disabled`, `api_access_expired`: a new OTP is needed once access is on again", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`taxpayer_not_found`: GSTIN and username do not belong together", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`session_limit_reached`: this GSP already holds the maximum of active sessions for this taxpayer", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`invalid_gstin`, `validation_failed` (unknown `grant_type`, a missing or mistyped field, or a username that breaks its rules)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`otp_attempts_exceeded`: the 5th wrong code voids the OTP; request a new one", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn issue_token(
     state: web::Data<AppState>,
@@ -214,11 +231,15 @@ pub async fn issue_token(
     let settings = state.settings.clone();
     let issued = match body.0 {
         TokenRequest::Otp { gstin, username, otp } => {
-            let grant = svc::OtpGrant { gstin, username, otp };
-            state
+            let grant = svc::OtpGrant { gstin, username, otp, dialect: None };
+            let result = state
                 .db
                 .run(move |conn| Ok(svc::exchange_otp(conn, &client, &grant, &settings, &caller, now)))
-                .await??
+                .await?;
+            if let Err(error) = &result {
+                note_otp_failure(error);
+            }
+            result?
         }
         TokenRequest::RefreshToken { refresh_token } => {
             let result = state
@@ -237,12 +258,26 @@ pub async fn issue_token(
     token_response(&state, issued)
 }
 
+/// Counts a failed OTP verification in the metrics.
+fn note_otp_failure(error: &ApiError) {
+    let reason = match error.code() {
+        ErrorCode::InvalidOtp => "wrong_code",
+        ErrorCode::OtpExpired => "no_pending_otp",
+        ErrorCode::OtpAttemptsExceeded => "attempts_exceeded",
+        _ => return,
+    };
+    crate::metrics::otp_failed(reason);
+}
+
 /// End the session (its tokens stop working at once).
+///
+/// Revokes the session of the presented session token; its refresh token stops working too.
 #[utoipa::path(post, path = "/v1/gsp/logout", tag = "gsp", operation_id = "logout",
     security(("session_token" = [])),
     responses(
         (status = 204, description = "The session is revoked"),
-        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`, `session_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`, `session_revoked` (already logged out or revoked)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn logout(
     state: web::Data<AppState>,
@@ -266,14 +301,18 @@ pub async fn logout(
 }
 
 /// Verify a GSTIN: its public registration details.
+///
+/// No taxpayer session is needed (GSTIN verification).
 #[utoipa::path(get, path = "/v1/gsp/search/{gstin}", tag = "gsp", operation_id = "search_gstin",
     security(("gsp_client" = [])),
-    params(("gstin" = String, Path, description = "The GSTIN to verify", example = "24AAUPV7468F1ZW")),
+    params(("gstin" = String, Path, description = "The GSTIN to verify: 2-digit state code, 10-character PAN, entity code, `Z` and the mod-36 check character",
+        format = "gstin", pattern = "^(0[1-9]|[12][0-9]|3[0-8]|9[679])[A-Z]{5}[0-9]{4}[A-Z][1-9A-Z]Z[0-9A-Z]$", example = "24AAUPV7468F1ZW")),
     responses(
         (status = 200, description = "Registration details", body = Registration),
-        (status = 401, description = "`invalid_client`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_client`: the HTTP Basic client credentials are missing or wrong", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no registration with this GSTIN", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_gstin`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_gstin`: the GSTIN fails its format or check character", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn search(
     state: web::Data<AppState>,

@@ -66,10 +66,10 @@ pub fn authenticate_client(conn: &mut DbConn, client_id: &str, secret: &str) -> 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct OtpRequest {
     /// The taxpayer's GSTIN.
-    #[schema(example = "24AAUPV7468F1ZW")]
+    #[schema(schema_with = crate::openapi::gstin_schema)]
     pub gstin: String,
     /// The taxpayer's portal username (must belong to the GSTIN).
-    #[schema(example = "asha.traders")]
+    #[schema(schema_with = crate::openapi::username_schema)]
     pub username: String,
 }
 
@@ -82,24 +82,22 @@ pub struct OtpAccepted {
     #[schema(example = 600)]
     pub expires_in: i64,
     /// The channel it went through: `inbox`, `webhook` or `log`.
-    #[schema(example = "inbox")]
+    #[schema(schema_with = crate::openapi::delivery_schema)]
     pub delivery: &'static str,
 }
 
-/// `POST /v1/gsp/token` body: an OTP grant or a refresh-token grant.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// `POST /v1/gsp/token` body: an OTP grant or a refresh-token grant. Its schema (`OtpGrant` and
+/// `RefreshTokenGrant` with a `grant_type` discriminator) is written out in `crate::openapi`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "grant_type", rename_all = "snake_case")]
 pub enum TokenRequest {
     /// Exchange the taxpayer's OTP for a new session.
     Otp {
         /// The taxpayer's GSTIN.
-        #[schema(example = "24AAUPV7468F1ZW")]
         gstin: String,
         /// The taxpayer's portal username.
-        #[schema(example = "asha.traders")]
         username: String,
         /// The 6-digit OTP the taxpayer received.
-        #[schema(example = "493817")]
         otp: String,
     },
     /// Refresh a session without a new OTP while the access window lasts.
@@ -115,7 +113,7 @@ pub struct TokenResponse {
     /// Bearer token for `/v1/gst/*` (EdDSA JWT).
     pub access_token: String,
     /// `Bearer`.
-    #[schema(example = "Bearer")]
+    #[schema(schema_with = crate::openapi::bearer_schema)]
     pub token_type: &'static str,
     /// Seconds until the access token expires (6 hours, never past `session_expires_at`).
     #[schema(example = 21600)]
@@ -135,8 +133,10 @@ pub struct Registration {
     #[schema(example = "24AAUPV7468F1ZW")]
     pub gstin: String,
     /// Legal name of business.
+    #[schema(example = "Asha Traders Private Limited")]
     pub legal_name: String,
-    /// Trade name.
+    /// Trade name (null when none is registered).
+    #[schema(required = true, example = "Asha Traders")]
     pub trade_name: Option<String>,
     /// State code.
     #[schema(example = "24")]
@@ -160,13 +160,21 @@ pub fn registration(row: &TaxpayerRow) -> Registration {
     }
 }
 
-fn gsp_event(
+/// Audit facts of a GSP's action for a taxpayer (the dialect's `txn` goes into the detail).
+pub fn gsp_event(
     client: &GspClient,
     taxpayer: &TaxpayerRow,
     caller: &Caller,
     action: &str,
     detail: Value,
 ) -> NewAuditEvent {
+    let detail = match (&caller.txn, detail) {
+        (Some(txn), Value::Object(mut map)) => {
+            map.insert("txn".into(), Value::String(txn.clone()));
+            Value::Object(map)
+        }
+        (_, detail) => detail,
+    };
     NewAuditEvent {
         actor: format!("gsp:{}", client.client_id),
         action: action.into(),
@@ -399,6 +407,21 @@ pub struct OtpGrant {
     pub username: String,
     /// The code the taxpayer received.
     pub otp: String,
+    /// For a GST System dialect session: its keys, stored with the session in the same transaction.
+    pub dialect: Option<DialectKeys>,
+}
+
+/// The GST System dialect's keys of a new session.
+#[derive(Debug, Clone)]
+pub struct DialectKeys {
+    /// SHA-256 of the auth token.
+    pub token_hash: String,
+    /// When the auth token expires (capped at the session's end here).
+    pub token_expires_at: DateTime<Utc>,
+    /// The client's app key, Base64.
+    pub app_key: String,
+    /// The session key, Base64.
+    pub sek: String,
 }
 
 /// Exchanges an OTP for a new session (`grant_type=otp`).
@@ -483,6 +506,18 @@ pub fn exchange_otp(
                     },
                 )?;
                 let refresh_token = new_refresh_token(conn, &session_id, &client.client_id, now)?;
+                if let Some(keys) = &grant.dialect {
+                    sessions::set_gstn_keys(
+                        conn,
+                        &session_id,
+                        &sessions::GstnKeys {
+                            token_hash: &keys.token_hash,
+                            token_expires_at: to_db(keys.token_expires_at.min(window_end)),
+                            app_key: &keys.app_key,
+                            sek: &keys.sek,
+                        },
+                    )?;
+                }
                 Ok(OtpOutcome::Created(IssuedSession {
                     session_id: session_id.clone(),
                     gstin: taxpayer.gstin.clone(),

@@ -154,6 +154,8 @@ pub fn list(conn: &mut DbConn, query: &AuditQuery) -> Result<Vec<AuditRow>, Stor
 pub struct Change {
     /// Event id (the feed position).
     pub id: i64,
+    /// When it happened.
+    pub at: NaiveDateTime,
     /// What happened.
     pub action: String,
     /// Taxpayer concerned.
@@ -170,6 +172,7 @@ pub fn changes_since(conn: &mut DbConn, after: i64, limit: i64) -> Result<Vec<Ch
         .limit(limit)
         .select((
             audit_events::id,
+            audit_events::at,
             audit_events::action,
             audit_events::gstin,
             audit_events::session_id,

@@ -134,6 +134,15 @@ pub fn count_active(
         .get_result(conn)?)
 }
 
+/// How many sessions are active at `now`, across all taxpayers (a gauge for operators).
+pub fn count_all_active(conn: &mut DbConn, now: NaiveDateTime) -> Result<i64, StorageError> {
+    Ok(sessions::table
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .count()
+        .get_result(conn)?)
+}
+
 /// Revokes one session if it is not revoked yet; true when this call revoked it.
 pub fn revoke(conn: &mut DbConn, id: &str, reason: &str, now: NaiveDateTime) -> Result<bool, StorageError> {
     let n = diesel::update(sessions::table.find(id).filter(sessions::revoked_at.is_null()))

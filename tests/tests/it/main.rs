@@ -16,4 +16,5 @@ mod gateway;
 mod metrics;
 mod gsp;
 mod gstn_cert;
+mod gstn_dialect;
 mod taxpayer;

@@ -1,0 +1,180 @@
+//! The GST System dialect's envelope, error codes and per-call checks, shared by the authenticate
+//! actions and the data calls.
+//!
+//! Business and session errors answer HTTP 200 with `{"status_cd":"0","error":{"error_cd","message"}}`,
+//! client-credential errors HTTP 403 (AUT4031..AUT4034), throttling 429 and server faults 5xx, as GSP
+//! software written for the GST System expects (gstn-dialect.md §4).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::HeaderMap;
+use actix_web::{HttpRequest, HttpResponse};
+use gsp_gateway_domain::secret::{constant_time_eq, sha256_hex};
+use gsp_gateway_storage::StorageError;
+use serde_json::{Map, Value, json};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorCode};
+use crate::services::gsp::GspClient;
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// A refusal in the dialect's terms.
+#[derive(Debug, Clone)]
+pub struct GstnError {
+    /// HTTP status (200 for business errors, as the live system).
+    pub status: StatusCode,
+    /// `error_cd`.
+    pub code: &'static str,
+    /// `message`.
+    pub message: String,
+}
+
+impl GstnError {
+    /// A business or session error (HTTP 200).
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self { status: StatusCode::OK, code, message: message.into() }
+    }
+
+    /// An error with its own HTTP status.
+    pub fn with_status(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// AUTH4033 "Invalid Session": also the live system's answer to a wrong or used OTP.
+    pub fn invalid_session() -> Self {
+        Self::new("AUTH4033", "Invalid Session")
+    }
+
+    /// AUTH4036: the app key could not be used (one answer for every reason).
+    pub fn invalid_app_key() -> Self {
+        Self::new("AUTH4036", "Invalid App Key")
+    }
+
+    /// AUTH4037, with the message GSP software knows.
+    pub fn access_unavailable() -> Self {
+        Self::new(
+            "AUTH4037",
+            "API access is not available or user expiry Duration is less than or equal to auth token expiry duration",
+        )
+    }
+
+    /// GEN5001: a mandatory field or header is missing.
+    pub fn missing(what: &str) -> Self {
+        Self::new("GEN5001", format!("Missing mandatory parameter: {what}"))
+    }
+}
+
+impl From<ApiError> for GstnError {
+    fn from(error: ApiError) -> Self {
+        match error.code() {
+            ErrorCode::ApiAccessDisabled | ErrorCode::ApiAccessExpired => Self::access_unavailable(),
+            ErrorCode::SessionLimitReached => {
+                Self::new("AUTH403", "Maximum session allowed for user with this GSP account exceeded.")
+            }
+            ErrorCode::TaxpayerNotFound => Self::new("AUTH4032", "Invalid User"),
+            ErrorCode::InvalidOtp
+            | ErrorCode::OtpExpired
+            | ErrorCode::OtpAttemptsExceeded
+            | ErrorCode::SessionRevoked
+            | ErrorCode::TokenInvalid
+            | ErrorCode::TokenMissing
+            | ErrorCode::RefreshTokenReused => Self::invalid_session(),
+            ErrorCode::SessionExpired | ErrorCode::TokenExpired => Self::new("AUTH4038", "Session Expired"),
+            ErrorCode::RateLimited => Self::with_status(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests; retry later",
+            ),
+            ErrorCode::InvalidGstin => Self::new("SWEB_9035", "Invalid GSTIN"),
+            ErrorCode::ValidationFailed | ErrorCode::InvalidDuration => Self::new("GEN5001", "Invalid request parameters"),
+            ErrorCode::InvalidRequest | ErrorCode::UnsupportedMediaType | ErrorCode::PayloadTooLarge => {
+                Self::new("GEN5007", "Malformed request")
+            }
+            ErrorCode::InvalidClient => Self::with_status(StatusCode::FORBIDDEN, "AUT4033", "Invalid Client Id"),
+            ErrorCode::ServiceUnavailable | ErrorCode::UpstreamUnavailable | ErrorCode::UpstreamTimeout => {
+                Self::with_status(StatusCode::SERVICE_UNAVAILABLE, "GEN5008", "Service unavailable; try again later")
+            }
+            _ => Self::with_status(StatusCode::INTERNAL_SERVER_ERROR, "TEC4001", "Internal error"),
+        }
+    }
+}
+
+impl From<StorageError> for GstnError {
+    fn from(error: StorageError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
+fn status_value(settings: &Settings, ok: bool) -> Value {
+    match (settings.gstn_numeric_status_cd, ok) {
+        (true, true) => json!(1),
+        (true, false) => json!(0),
+        (false, true) => json!("1"),
+        (false, false) => json!("0"),
+    }
+}
+
+/// `{"status_cd":"1", …fields}`.
+pub fn success(settings: &Settings, fields: Map<String, Value>) -> HttpResponse {
+    let mut body = Map::new();
+    body.insert("status_cd".into(), status_value(settings, true));
+    body.extend(fields);
+    HttpResponse::Ok().json(Value::Object(body))
+}
+
+/// `{"status_cd":"0","error":{…}}` with the error's HTTP status.
+pub fn failure(settings: &Settings, error: &GstnError) -> HttpResponse {
+    crate::metrics::refusal(error.code);
+    let body = json!({"status_cd": status_value(settings, false), "error": {"error_cd": error.code, "message": error.message}});
+    let mut response = HttpResponse::build(error.status);
+    if error.status == StatusCode::TOO_MANY_REQUESTS {
+        response.insert_header(("Retry-After", "1"));
+    }
+    response.json(body)
+}
+
+/// A request header as text (names are matched case-insensitively by HTTP).
+pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// Checks `clientid`/`client-secret` against the cached credentials (constant-time hash comparison).
+pub async fn check_client(state: &AppState, headers: &HeaderMap) -> Result<GspClient, GstnError> {
+    let forbidden = |code, message: &str| GstnError::with_status(StatusCode::FORBIDDEN, code, message);
+    let client_id = header(headers, "clientid")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| forbidden("AUT4031", "clientid is missing in request header"))?;
+    let secret = header(headers, "client-secret")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| forbidden("AUT4032", "client-secret is missing in request header"))?;
+    let client = state
+        .view
+        .client(&state.db, client_id)
+        .await?
+        .filter(|c| c.enabled)
+        .ok_or_else(|| forbidden("AUT4033", "Invalid Client Id"))?;
+    if !constant_time_eq(&sha256_hex(secret), &client.secret_hash) {
+        return Err(forbidden("AUT4034", "Invalid Client Secret"));
+    }
+    Ok(GspClient { client_id: client_id.to_owned(), name: client.name.clone() })
+}
+
+/// Refuses a `state-cd` header that is not the GSTIN's state (AUTH4041).
+pub fn check_state_code(headers: &HeaderMap, gstin: &str) -> Result<(), GstnError> {
+    match header(headers, "state-cd") {
+        Some(code) if gstin.get(..2) == Some(code) => Ok(()),
+        Some(_) => Err(GstnError::new("AUTH4041", "Invalid Parameter state-cd in request header")),
+        None => Err(GstnError::missing("state-cd")),
+    }
+}
+
+/// The audit facts of a dialect call: `ip-usr` when the client sends one, and `txn`.
+pub fn caller(req: &HttpRequest, request_id: String) -> Caller {
+    let headers = req.headers();
+    let ip = header(headers, "ip-usr")
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .or_else(|| req.connection_info().realip_remote_addr().map(str::to_owned));
+    let txn = header(headers, "txn").filter(|v| !v.is_empty()).map(|t| t.chars().take(64).collect());
+    Caller { ip, request_id, txn }
+}

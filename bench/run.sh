@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Throughput and latency of gsp-gateway against a release build, with wrk, on this machine.
+#
+#   bench/run.sh                 # 10 s per measurement, 32 connections, 2 wrk threads
+#   DURATION=30s bench/run.sh
+#
+# Reports requests/s and p50/p99 for:
+#   1. GET /health/live                       (the framework's floor: no auth, no state)
+#   2. GET /v1/gst/taxpayer, authorized       (token check, session/window check, rate limit, sandbox)
+#   3. GET /v1/gst/taxpayer forwarded         (all of 2, then proxied to an nginx-served upstream)
+#   4. nginx proxy_pass to the same upstream  (the forwarding yardstick)
+# and the ratios 2/1 and 3/4. Rate limits are raised for the run (a benchmark is one session).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-32}"
+THREADS="${THREADS:-2}"
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need wrk || ! need nginx; then
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light >/dev/null
+fi
+cargo build -q --release -p gsp-gateway-api
+BIN="$PWD/target/release/gsp-gateway"
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+wait_up() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
+
+UPSTREAM_PORT=$(free_port); PROXY_PORT=$(free_port); GW_PORT=$(free_port); FWD_PORT=$(free_port)
+mkdir -p "$WORK/nginx"
+cat > "$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$UPSTREAM_PORT;
+    location / { default_type application/json; return 200 '{"gstin":"24AAUPV7468F1ZW","legal_name":"Bench Traders","status":"Active"}'; }
+  }
+  server {
+    listen 127.0.0.1:$PROXY_PORT;
+    location /v1/gst/ {
+      proxy_pass http://backend/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "";
+    }
+  }
+}
+NGINX
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx"
+PIDS+=("$(cat "$WORK/nginx/nginx.pid")")
+
+ADMIN=bench-admin-token-0123456789
+start_gateway() { # port db [extra flags...]
+  local port=$1 db=$2; shift 2
+  GSP_GATEWAY_ADMIN_TOKEN=$ADMIN RUST_LOG=warn "$BIN" --bind "127.0.0.1:$port" --database-url "sqlite://$WORK/$db" \
+    --session-rate-per-second 10000000 --session-burst 10000000 --client-rate-per-second 10000000 --client-burst 10000000 \
+    "$@" >"$WORK/$db.log" 2>&1 &
+  PIDS+=("$!")
+  wait_up "http://127.0.0.1:$port/health/ready"
+}
+# One session on a gateway: provision, enable access, OTP through the inbox, token.
+session_token() { # base
+  local gw=$1 tp gsp cid sec otp
+  curl -sf -X POST "$gw/v1/admin/taxpayers" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+    -d '{"gstin":"24AAUPV7468F1ZW","username":"bench.user","password":"Bench-Pass-2026","legal_name":"Bench Traders"}' >/dev/null
+  gsp=$(curl -sf -X POST "$gw/v1/admin/gsps" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{"name":"Bench GSP"}')
+  cid=$(echo "$gsp" | json '["client_id"]'); sec=$(echo "$gsp" | json '["client_secret"]')
+  tp=$(curl -sf -X POST "$gw/v1/taxpayer/login" -H 'Content-Type: application/json' \
+    -d '{"username":"bench.user","password":"Bench-Pass-2026"}' | json '["access_token"]')
+  curl -sf -X PUT "$gw/v1/taxpayer/api-access" -H "Authorization: Bearer $tp" -H 'Content-Type: application/json' \
+    -d '{"enabled":true,"duration_hours":720}' >/dev/null
+  curl -sf -X POST "$gw/v1/gsp/otp" -u "$cid:$sec" -H 'Content-Type: application/json' \
+    -d '{"gstin":"24AAUPV7468F1ZW","username":"bench.user"}' >/dev/null
+  otp=$(curl -sf "$gw/v1/taxpayer/otp-requests" -H "Authorization: Bearer $tp" | json '[0]["code"]')
+  curl -sf -X POST "$gw/v1/gsp/token" -u "$cid:$sec" -H 'Content-Type: application/json' \
+    -d "{\"grant_type\":\"otp\",\"gstin\":\"24AAUPV7468F1ZW\",\"username\":\"bench.user\",\"otp\":\"$otp\"}" | json '["access_token"]'
+}
+
+start_gateway "$GW_PORT" sandbox.db
+start_gateway "$FWD_PORT" forward.db --upstream-url "http://127.0.0.1:$UPSTREAM_PORT"
+TOKEN=$(session_token "http://127.0.0.1:$GW_PORT")
+FWD_TOKEN=$(session_token "http://127.0.0.1:$FWD_PORT")
+curl -sf "http://127.0.0.1:$GW_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $TOKEN" >/dev/null
+curl -sf "http://127.0.0.1:$FWD_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $FWD_TOKEN" >/dev/null
+curl -sf "http://127.0.0.1:$PROXY_PORT/v1/gst/taxpayer" >/dev/null
+
+measure() { # label url [header]
+  local label=$1 url=$2 out; shift 2
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d5s --latency "$@" "$url" >/dev/null 2>&1 || true   # warm-up
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url")
+  local rps p50 p99 non2xx
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  printf '%-44s %12s req/s   p50 %-9s p99 %-9s %s\n' "$label" "$rps" "$p50" "$p99" "${non2xx:+non-2xx: $non2xx}"
+  echo "$rps" > "$WORK/$label.rps"
+}
+
+echo "gsp-gateway benchmark: $(nproc) cores, wrk -t$THREADS -c$CONNECTIONS -d$DURATION, release build, SQLite"
+measure live "http://127.0.0.1:$GW_PORT/health/live"
+measure authorized "http://127.0.0.1:$GW_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $TOKEN"
+measure forwarded "http://127.0.0.1:$FWD_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $FWD_TOKEN"
+measure nginx "http://127.0.0.1:$PROXY_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $FWD_TOKEN"
+python3 - "$WORK" <<'PY'
+import sys
+w = sys.argv[1]
+r = {k: float(open(f"{w}/{k}.rps").read()) for k in ("live", "authorized", "forwarded", "nginx")}
+print(f"authorized / live      = {r['authorized'] / r['live']:.2f}  (target >= 0.85)")
+print(f"forwarded / nginx      = {r['forwarded'] / r['nginx']:.2f}  (target >= 1.00)")
+PY

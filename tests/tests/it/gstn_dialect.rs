@@ -1,0 +1,354 @@
+//! The GST System's own dialect, played by an independent GSP client: RSA through the `openssl`
+//! command line with the published key, AES-256-ECB and HMAC-SHA256 written here from the spec.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use aes::Aes256;
+use aes::cipher::block_padding::Pkcs7;
+use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::TimeDelta;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+on_both_backends!(
+    a_gst_system_client_runs_the_whole_dialect_flow,
+    dialect_refusals_use_the_gst_system_codes,
+    switching_access_off_on_the_rest_face_refuses_the_next_dialect_call,
+);
+
+type Key = [u8; 32];
+
+fn aes_encrypt(key: &Key, plain: &[u8]) -> Vec<u8> {
+    ecb::Encryptor::<Aes256>::new(key.into()).encrypt_padded_vec_mut::<Pkcs7>(plain)
+}
+
+fn aes_decrypt(key: &Key, cipher: &[u8]) -> Vec<u8> {
+    ecb::Decryptor::<Aes256>::new(key.into()).decrypt_padded_vec_mut::<Pkcs7>(cipher).expect("padding")
+}
+
+fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).unwrap();
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn random_key() -> Key {
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    key
+}
+
+/// A GSP client written against the GST System, pointed at the gateway.
+struct GstnClient<'a> {
+    app: &'a TestApp,
+    gsp: TestGsp,
+    taxpayer: TestTaxpayer,
+    public_key_pem: std::path::PathBuf,
+    app_key: Key,
+    sek: Option<Key>,
+    auth_token: Option<String>,
+}
+
+impl<'a> GstnClient<'a> {
+    async fn new(app: &'a TestApp, gsp: TestGsp, taxpayer: TestTaxpayer) -> Self {
+        let pem = app.client.get(format!("{}/taxpayerapi/public-key.pem", app.address)).send().await.unwrap().text().await.unwrap();
+        let path = std::env::temp_dir().join(format!("gstn-{}.pem", uuid::Uuid::new_v4()));
+        std::fs::write(&path, pem).unwrap();
+        Self { app, gsp, taxpayer, public_key_pem: path, app_key: random_key(), sek: None, auth_token: None }
+    }
+
+    /// RSA-PKCS#1 v1.5 with the openssl command line: an implementation the gateway does not share.
+    fn rsa_app_key(&self, key: &Key) -> String {
+        let mut child = Command::new("openssl")
+            .args(["pkeyutl", "-encrypt", "-pubin", "-inkey"])
+            .arg(&self.public_key_pem)
+            .args(["-pkeyopt", "rsa_padding_mode:pkcs1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("openssl is installed");
+        child.stdin.take().unwrap().write_all(key).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout.len(), 256, "one 2048-bit RSA block");
+        B64.encode(out.stdout)
+    }
+
+    fn headers(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.header("clientid", &self.gsp.client_id)
+            .header("client-secret", &self.gsp.client_secret)
+            .header("state-cd", &self.taxpayer.gstin[..2])
+            .header("ip-usr", "203.0.113.7")
+            .header("txn", "LAPN24235325555")
+            .header("Content-Type", "application/json")
+    }
+
+    async fn authenticate(&self, body: Value) -> (u16, Value) {
+        let req = self.headers(self.app.client.post(format!("{}/taxpayerapi/v1.0/authenticate", self.app.address)));
+        let resp = req.json(&body).send().await.unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    async fn otp_request(&self) -> (u16, Value) {
+        self.authenticate(json!({"action": "OTPREQUEST", "username": self.taxpayer.username, "app_key": self.rsa_app_key(&self.app_key)}))
+            .await
+    }
+
+    async fn auth_token(&mut self, otp: &str) -> (u16, Value) {
+        let body = json!({
+            "action": "AUTHTOKEN",
+            "username": self.taxpayer.username,
+            "app_key": self.rsa_app_key(&self.app_key),
+            "otp": B64.encode(aes_encrypt(&self.app_key, otp.as_bytes())),
+        });
+        let (status, answer) = self.authenticate(body).await;
+        if answer["status_cd"] == "1" {
+            self.take_tokens(&answer);
+        }
+        (status, answer)
+    }
+
+    fn take_tokens(&mut self, answer: &Value) {
+        let sek = aes_decrypt(&self.app_key, &B64.decode(answer["sek"].as_str().unwrap()).unwrap());
+        self.sek = Some(sek.try_into().expect("a 32-byte SEK"));
+        self.auth_token = Some(answer["auth_token"].as_str().unwrap().to_owned());
+    }
+
+    async fn refresh_with_new_app_key(&mut self) -> (u16, Value) {
+        let new_key = random_key();
+        let sek = self.sek.unwrap();
+        let body = json!({
+            "action": "REFRESHTOKEN",
+            "username": self.taxpayer.username,
+            "auth_token": self.auth_token,
+            "app_key": B64.encode(aes_encrypt(&sek, &new_key)),
+        });
+        let (status, answer) = self.authenticate(body).await;
+        if answer["status_cd"] == "1" {
+            self.app_key = new_key;
+            self.take_tokens(&answer);
+        }
+        (status, answer)
+    }
+
+    async fn logout(&self) -> (u16, Value) {
+        self.authenticate(json!({
+            "action": "LOGOUT",
+            "username": self.taxpayer.username,
+            "auth_token": self.auth_token,
+            "app_key": self.rsa_app_key(&self.app_key),
+        }))
+        .await
+    }
+
+    fn data_headers(&self, req: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
+        self.headers(req)
+            .header("auth-token", token)
+            .header("username", &self.taxpayer.username)
+            .header("gstin", &self.taxpayer.gstin)
+            .header("ret_period", "112025")
+    }
+
+    /// A data call; returns the decrypted JSON of a success, or the envelope of a failure.
+    async fn data(&self, method: reqwest::Method, path_and_query: &str, payload: Option<(&str, Value)>) -> Value {
+        self.data_with_token(method, path_and_query, payload, self.auth_token.as_deref().unwrap()).await
+    }
+
+    async fn data_with_token(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        payload: Option<(&str, Value)>,
+        token: &str,
+    ) -> Value {
+        let sek = self.sek.unwrap();
+        let mut req = self.data_headers(self.app.client.request(method, format!("{}{path_and_query}", self.app.address)), token);
+        if let Some((action, json)) = payload {
+            let b = B64.encode(serde_json::to_vec_pretty(&json).unwrap());
+            req = req.json(&json!({
+                "action": action,
+                "data": B64.encode(aes_encrypt(&sek, b.as_bytes())),
+                "hmac": B64.encode(hmac(&sek, b.as_bytes())),
+            }));
+        }
+        let answer: Value = req.send().await.unwrap().json().await.unwrap();
+        if answer["status_cd"] != "1" {
+            return answer;
+        }
+        let rek: Key = aes_decrypt(&sek, &B64.decode(answer["rek"].as_str().unwrap()).unwrap()).try_into().unwrap();
+        let b_prime = aes_decrypt(&rek, &B64.decode(answer["data"].as_str().unwrap()).unwrap());
+        assert_eq!(B64.encode(hmac(&rek, &b_prime)), answer["hmac"].as_str().unwrap(), "response HMAC");
+        serde_json::from_slice(&B64.decode(&b_prime).unwrap()).unwrap()
+    }
+}
+
+async fn dialect_app(backend: Backend) -> (TestApp, TestTaxpayer, TestGsp) {
+    let app = spawn_app_with(backend, |s| s.gstn_sandbox_otp = Some("102030".into())).await;
+    let taxpayer = app.create_taxpayer(1).await;
+    let gsp = app.create_gsp("Legacy GSP").await;
+    (app, taxpayer, gsp)
+}
+
+fn error_cd(answer: &Value) -> &str {
+    assert_eq!(answer["status_cd"], "0", "{answer}");
+    answer["error"]["error_cd"].as_str().unwrap_or("")
+}
+
+async fn a_gst_system_client_runs_the_whole_dialect_flow(backend: Backend) {
+    let (app, taxpayer, gsp) = dialect_app(backend).await;
+    app.enable_access(&taxpayer, 24).await;
+    let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+
+    assert_eq!(client.otp_request().await, (200, json!({"status_cd": "1"})));
+    let (status, answer) = client.auth_token("102030").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status_cd"], "1", "{answer}");
+    assert_eq!(answer["expiry"], 360);
+    let token = client.auth_token.clone().unwrap();
+    assert!(token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    assert_eq!(answer["sek"].as_str().unwrap().len(), 64);
+
+    let saved = client
+        .data(
+            reqwest::Method::PUT,
+            "/taxpayerapi/v2.1/returns/gstr1",
+            Some(("RETSAVE", json!({"gstin": taxpayer.gstin, "fp": "112025", "gt": 0.0, "cur_gt": 0.0, "b2b": []}))),
+        )
+        .await;
+    let reference = saved["reference_id"].as_str().expect("a reference id").to_owned();
+    let status = client
+        .data(
+            reqwest::Method::GET,
+            &format!("/taxpayerapi/v1.0/returns?action=RETSTATUS&gstin={}&ret_period=112025&ref_id={reference}", taxpayer.gstin),
+            None,
+        )
+        .await;
+    assert_eq!(status["status_cd"], "P", "{status}");
+    assert_eq!(status["form_typ"], "R1");
+    let b2b = client
+        .data(reqwest::Method::GET, &format!("/taxpayerapi/v3.0/returns/gstr1?action=B2B&gstin={}&ret_period=112025", taxpayer.gstin), None)
+        .await;
+    assert!(b2b["b2b"][0]["inv"].is_array(), "{b2b}");
+
+    let old_token = token.clone();
+    let (_, refreshed) = client.refresh_with_new_app_key().await;
+    assert_eq!(refreshed["status_cd"], "1", "{refreshed}");
+    assert_ne!(client.auth_token.as_deref(), Some(old_token.as_str()));
+    let summary = client
+        .data(reqwest::Method::GET, &format!("/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&gstin={}&ret_period=112025", taxpayer.gstin), None)
+        .await;
+    assert_eq!(summary["gstin"], taxpayer.gstin.as_str(), "{summary}");
+    let stale = client
+        .data_with_token(reqwest::Method::GET, "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025", None, &old_token)
+        .await;
+    assert_eq!(error_cd(&stale), "AUTH4033");
+
+    // The consent is a session like any other, with the dialect's txn in the taxpayer's activity.
+    let taxpayer_token = app.login(&taxpayer).await;
+    let sessions = app.get("/v1/taxpayer/sessions", Auth::Bearer(&taxpayer_token)).await;
+    assert_eq!(sessions.ok(200)[0]["status"], "active");
+    assert_eq!(sessions.body[0]["gsp"]["name"], "Legacy GSP");
+    let activity = app.get("/v1/taxpayer/activity", Auth::Bearer(&taxpayer_token)).await;
+    let items = activity.ok(200)["items"].as_array().unwrap().clone();
+    let created = items.iter().find(|e| e["action"] == "session.created").expect("session.created");
+    assert_eq!(created["detail"]["txn"], "LAPN24235325555");
+    assert_eq!(created["ip"], "203.0.113.7");
+
+    assert_eq!(client.logout().await, (200, json!({"status_cd": "1"})));
+    let after = client
+        .data(reqwest::Method::GET, "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025", None)
+        .await;
+    assert_eq!(error_cd(&after), "AUTH4033");
+}
+
+async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
+    let (app, taxpayer, gsp) = dialect_app(backend).await;
+    let client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    let url = format!("{}/taxpayerapi/v0.2/authenticate/", app.address);
+    let body = json!({"action": "OTPREQUEST", "username": taxpayer.username, "app_key": client.rsa_app_key(&client.app_key)});
+    for (clientid, secret, code) in [
+        (None, Some(gsp.client_secret.as_str()), "AUT4031"),
+        (Some(gsp.client_id.as_str()), None, "AUT4032"),
+        (Some("l7xxunknown"), Some(gsp.client_secret.as_str()), "AUT4033"),
+        (Some(gsp.client_id.as_str()), Some("0000"), "AUT4034"),
+    ] {
+        let mut req = app.client.post(&url).header("state-cd", &taxpayer.gstin[..2]).json(&body);
+        if let Some(id) = clientid {
+            req = req.header("clientid", id);
+        }
+        if let Some(secret) = secret {
+            req = req.header("client-secret", secret);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 403);
+        assert_eq!(error_cd(&resp.json().await.unwrap()), code);
+    }
+    let (status, answer) = client.otp_request().await;
+    assert_eq!((status, error_cd(&answer)), (200, "AUTH4037"), "access off");
+    app.enable_access(&taxpayer, 6).await;
+    assert_eq!(error_cd(&client.otp_request().await.1), "AUTH4037", "6 hours is not more than the 360-minute token");
+    app.enable_access(&taxpayer, 24).await;
+    let wrong_state = app
+        .client
+        .post(format!("{}/taxpayerapi/v1.0/authenticate", app.address))
+        .header("clientid", &gsp.client_id)
+        .header("client-secret", &gsp.client_secret)
+        .header("state-cd", "07")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_cd(&wrong_state.json().await.unwrap()), "AUTH4041");
+    let (_, unknown) = client.authenticate(json!({"action": "OTPREQUEST", "username": "nobody.here", "app_key": "x"})).await;
+    assert_eq!(error_cd(&unknown), "AUTH4032");
+    let (_, garbage) = client.authenticate(json!({"action": "OTPREQUEST", "username": taxpayer.username, "app_key": B64.encode([7u8; 256])})).await;
+    assert_eq!(error_cd(&garbage), "AUTH4036");
+    let (_, short) = client
+        .authenticate(json!({"action": "OTPREQUEST", "username": taxpayer.username, "app_key": client.rsa_app_key(&[1u8; 32])[..10].to_owned()}))
+        .await;
+    assert_eq!(error_cd(&short), "AUTH4036", "every unusable key is answered the same way");
+
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut c = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+        assert_eq!(c.otp_request().await.1["status_cd"], "1");
+        let wrong = c.auth_token("999999").await.1;
+        assert_eq!(error_cd(&wrong), "AUTH4033", "a wrong OTP is an invalid session, as the live system says");
+        assert_eq!(c.auth_token("102030").await.1["status_cd"], "1");
+        sessions.push(c);
+    }
+    assert_eq!(error_cd(&client.otp_request().await.1), "AUTH403");
+
+    let c = &sessions[0];
+    let sek = c.sek.unwrap();
+    let b = B64.encode(b"{\"gstin\":\"x\"}");
+    let tampered = c
+        .data_headers(app.client.put(format!("{}/taxpayerapi/v2.1/returns/gstr1", app.address)), c.auth_token.as_deref().unwrap())
+        .json(&json!({"action": "RETSAVE", "data": B64.encode(aes_encrypt(&sek, b.as_bytes())), "hmac": B64.encode([0u8; 32])}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_cd(&tampered.json().await.unwrap()), "GEN5007", "a bad hmac is refused, never passed on");
+    app.advance(TimeDelta::hours(7));
+    let expired = c.data(reqwest::Method::GET, "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025", None).await;
+    assert_eq!(error_cd(&expired), "AUTH4038");
+}
+
+async fn switching_access_off_on_the_rest_face_refuses_the_next_dialect_call(backend: Backend) {
+    let (app, taxpayer, gsp) = dialect_app(backend).await;
+    app.enable_access(&taxpayer, 24).await;
+    let mut client = GstnClient::new(&app, gsp, taxpayer.clone()).await;
+    client.otp_request().await;
+    assert_eq!(client.auth_token("102030").await.1["status_cd"], "1");
+    let ok = client.data(reqwest::Method::GET, "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025", None).await;
+    assert_eq!(ok["ret_period"], "112025");
+    app.disable_access(&taxpayer).await;
+    let refused = client.data(reqwest::Method::GET, "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025", None).await;
+    assert_eq!(error_cd(&refused), "AUTH4037");
+}
