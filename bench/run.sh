@@ -9,7 +9,9 @@
 #   2. GET /v1/gst/taxpayer, authorized       (token check, session/window check, rate limit, sandbox)
 #   3. GET /v1/gst/taxpayer forwarded         (all of 2, then proxied to an nginx-served upstream)
 #   4. nginx proxy_pass to the same upstream  (the forwarding yardstick)
-# and the ratios 2/1 and 3/4. Rate limits are raised for the run (a benchmark is one session).
+#   5. a GST System dialect data call         (auth-token, the same enforcement, sandbox GSTR-1 RETSUM
+#                                              answered encrypted under a fresh REK with an HMAC)
+# and the ratios 2/1, 3/4 and 5/2. Rate limits are raised for the run (a benchmark is one session).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10s}"
@@ -87,13 +89,30 @@ session_token() { # base
     -d "{\"grant_type\":\"otp\",\"gstin\":\"24AAUPV7468F1ZW\",\"username\":\"bench.user\",\"otp\":\"$otp\"}" | json '["access_token"]'
 }
 
-start_gateway "$GW_PORT" sandbox.db
+start_gateway "$GW_PORT" sandbox.db --gstn-sandbox-otp 102030
 start_gateway "$FWD_PORT" forward.db --upstream-url "http://127.0.0.1:$UPSTREAM_PORT"
 TOKEN=$(session_token "http://127.0.0.1:$GW_PORT")
 FWD_TOKEN=$(session_token "http://127.0.0.1:$FWD_PORT")
 curl -sf "http://127.0.0.1:$GW_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $TOKEN" >/dev/null
 curl -sf "http://127.0.0.1:$FWD_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $FWD_TOKEN" >/dev/null
 curl -sf "http://127.0.0.1:$PROXY_PORT/v1/gst/taxpayer" >/dev/null
+
+# A dialect session on the sandbox gateway, as GST System software opens one: RSA-wrapped app key,
+# AES-encrypted OTP (the sandbox OTP). The bench's taxpayer has a 720-hour window, longer than a token.
+GW="http://127.0.0.1:$GW_PORT"
+GSP2=$(curl -sf -X POST "$GW/v1/admin/gsps" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{"name":"Bench GSTN GSP"}')
+CID2=$(echo "$GSP2" | json '["client_id"]'); SEC2=$(echo "$GSP2" | json '["client_secret"]')
+curl -sf "$GW/taxpayerapi/public-key.pem" > "$WORK/gstn.pem"
+APP_KEY_HEX=$(openssl rand -hex 32)
+rsa_app_key() { python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.argv[1]))' "$APP_KEY_HEX" | openssl pkeyutl -encrypt -pubin -inkey "$WORK/gstn.pem" -pkeyopt rsa_padding_mode:pkcs1 | base64 -w0; }
+gstn_auth() { curl -sf -X POST "$GW/taxpayerapi/v1.0/authenticate" -H "clientid: $CID2" -H "client-secret: $SEC2" \
+  -H 'state-cd: 24' -H 'ip-usr: 127.0.0.1' -H 'txn: BENCH0000000001' -H 'Content-Type: application/json' -d "$1"; }
+gstn_auth "{\"action\":\"OTPREQUEST\",\"username\":\"bench.user\",\"app_key\":\"$(rsa_app_key)\"}" >/dev/null
+OTP_FIELD=$(printf '102030' | openssl enc -aes-256-ecb -K "$APP_KEY_HEX" -nosalt | base64 -w0)
+AUTH_TOKEN=$(gstn_auth "{\"action\":\"AUTHTOKEN\",\"username\":\"bench.user\",\"app_key\":\"$(rsa_app_key)\",\"otp\":\"$OTP_FIELD\"}" | json '["auth_token"]')
+DIALECT_URL="$GW/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&gstin=24AAUPV7468F1ZW&ret_period=112025"
+DIALECT_HEADERS=(-H "clientid: $CID2" -H "client-secret: $SEC2" -H 'state-cd: 24' -H "auth-token: $AUTH_TOKEN" -H 'username: bench.user' -H 'gstin: 24AAUPV7468F1ZW')
+curl -sf "$DIALECT_URL" "${DIALECT_HEADERS[@]}" | grep -q '"rek"'
 
 measure() { # label url [header]
   local label=$1 url=$2 out; shift 2
@@ -113,10 +132,12 @@ measure live "http://127.0.0.1:$GW_PORT/health/live"
 measure authorized "http://127.0.0.1:$GW_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $TOKEN"
 measure forwarded "http://127.0.0.1:$FWD_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $FWD_TOKEN"
 measure nginx "http://127.0.0.1:$PROXY_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $FWD_TOKEN"
+measure dialect "$DIALECT_URL" "${DIALECT_HEADERS[@]}"
 python3 - "$WORK" <<'PY'
 import sys
 w = sys.argv[1]
-r = {k: float(open(f"{w}/{k}.rps").read()) for k in ("live", "authorized", "forwarded", "nginx")}
+r = {k: float(open(f"{w}/{k}.rps").read()) for k in ("live", "authorized", "forwarded", "nginx", "dialect")}
 print(f"authorized / live      = {r['authorized'] / r['live']:.2f}  (target >= 0.85)")
 print(f"forwarded / nginx      = {r['forwarded'] / r['nginx']:.2f}  (target >= 1.00)")
+print(f"dialect / authorized   = {r['dialect'] / r['authorized']:.2f}  (target >= 0.80)")
 PY
