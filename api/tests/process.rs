@@ -60,10 +60,10 @@ impl Gateway {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(resp) = reqwest::blocking::get(format!("{}/health/ready", self.base)) {
-                if resp.status().is_success() {
-                    return;
-                }
+            if let Ok(resp) = reqwest::blocking::get(format!("{}/health/ready", self.base))
+                && resp.status().is_success()
+            {
+                return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -139,6 +139,39 @@ struct Flow {
     taxpayer_token: String,
 }
 
+/// OTP request, the code from the taxpayer's inbox, token: returns the code and the token answer.
+fn consent(
+    base: &str,
+    basic: (&str, &str),
+    taxpayer_token: &str,
+    gstin: &str,
+    username: &str,
+) -> (String, Value) {
+    let basic = Some(basic);
+    let body = json!({"gstin": gstin, "username": username});
+    let (status, answer) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/gsp/otp"),
+        None,
+        basic,
+        Some(body),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let url = format!("{base}/v1/taxpayer/otp-requests");
+    let (_, inbox) = call(reqwest::Method::GET, url, Some(taxpayer_token), None, None);
+    let otp = inbox[0]["code"].as_str().unwrap().to_owned();
+    let grant = json!({"grant_type": "otp", "gstin": gstin, "username": username, "otp": otp});
+    let (status, tokens) = call(
+        reqwest::Method::POST,
+        format!("{base}/v1/gsp/token"),
+        None,
+        basic,
+        Some(grant),
+    );
+    assert_eq!(status, 200, "{tokens}");
+    (otp, tokens)
+}
+
 fn full_flow(base: &str, gstin: &str, username: &str) -> Flow {
     let password = "Gst-Portal-2026-Secret".to_owned();
     let (status, _) = call(
@@ -178,31 +211,13 @@ fn full_flow(base: &str, gstin: &str, username: &str) -> Flow {
         Some(json!({"enabled": true, "duration_hours": 24})),
     );
     assert_eq!(status, 200);
-    let basic = Some((client_id.as_str(), client_secret.as_str()));
-    let (status, _) = call(
-        reqwest::Method::POST,
-        format!("{base}/v1/gsp/otp"),
-        None,
-        basic,
-        Some(json!({"gstin": gstin, "username": username})),
+    let (otp, tokens) = consent(
+        base,
+        (&client_id, &client_secret),
+        &taxpayer_token,
+        gstin,
+        username,
     );
-    assert_eq!(status, 202);
-    let (_, inbox) = call(
-        reqwest::Method::GET,
-        format!("{base}/v1/taxpayer/otp-requests"),
-        Some(&taxpayer_token),
-        None,
-        None,
-    );
-    let otp = inbox[0]["code"].as_str().unwrap().to_owned();
-    let (status, tokens) = call(
-        reqwest::Method::POST,
-        format!("{base}/v1/gsp/token"),
-        None,
-        basic,
-        Some(json!({"grant_type": "otp", "gstin": gstin, "username": username, "otp": otp})),
-    );
-    assert_eq!(status, 200, "{tokens}");
     let access_token = tokens["access_token"].as_str().unwrap().to_owned();
     let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
     let (status, _) = call(
@@ -470,39 +485,17 @@ fn drop_postgres_database(admin_url: &str, name: &str) {
 }
 
 fn otp_session(base: &str, flow: &Flow, gstin: &str, username: &str) -> String {
-    let basic = Some((flow.client_id.as_str(), flow.client_secret.as_str()));
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{base}/v1/gsp/otp"),
-        None,
-        basic,
-        Some(json!({"gstin": gstin, "username": username})),
-    );
-    assert_eq!(status, 202, "{body}");
+    let credentials = json!({"username": username, "password": flow.password});
     let (_, login) = call(
         reqwest::Method::POST,
         format!("{base}/v1/taxpayer/login"),
         None,
         None,
-        Some(json!({"username": username, "password": flow.password})),
+        Some(credentials),
     );
-    let token = login["access_token"].as_str().unwrap().to_owned();
-    let (_, inbox) = call(
-        reqwest::Method::GET,
-        format!("{base}/v1/taxpayer/otp-requests"),
-        Some(&token),
-        None,
-        None,
-    );
-    let otp = inbox[0]["code"].as_str().unwrap().to_owned();
-    let (status, tokens) = call(
-        reqwest::Method::POST,
-        format!("{base}/v1/gsp/token"),
-        None,
-        basic,
-        Some(json!({"grant_type": "otp", "gstin": gstin, "username": username, "otp": otp})),
-    );
-    assert_eq!(status, 200, "{tokens}");
+    let taxpayer_token = login["access_token"].as_str().unwrap().to_owned();
+    let basic = (flow.client_id.as_str(), flow.client_secret.as_str());
+    let (_, tokens) = consent(base, basic, &taxpayer_token, gstin, username);
     tokens["access_token"].as_str().unwrap().to_owned()
 }
 
