@@ -150,12 +150,19 @@ pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError>
     ))
 }
 
-/// Default service of a resource: 405 `method_not_allowed`.
+/// Default service of a resource: 405 `method_not_allowed`, with the `Allow` header RFC 9110 requires
+/// (the methods the OpenAPI document gives the resource).
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let allow = crate::openapi::allowed_methods(req.match_pattern().as_deref().unwrap_or(req.path()));
     Err(ApiError::new(
         ErrorCode::MethodNotAllowed,
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
+        format!(
+            "{} is not allowed on {}; allowed: {allow}",
+            req.method(),
+            req.path()
+        ),
+    )
+    .with_header(actix_web::http::header::ALLOW, &allow))
 }
 
 #[cfg(test)]

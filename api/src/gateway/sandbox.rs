@@ -61,8 +61,13 @@ pub async fn taxpayer(state: web::Data<AppState>, req: HttpRequest) -> Result<Ht
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReturnsQuery {
-    /// Financial year as `YYYY-YY`, e.g. `2025-26`.
-    #[param(schema_with = crate::openapi::financial_year_schema)]
+    /// Financial year as `YYYY-YY`, April to March, e.g. `2025-26` (from 2017-18, when GST began).
+    /// `format: financial-year`: the second year follows the first.
+    #[param(
+        format = "financial-year",
+        pattern = "^[0-9]{4}-[0-9]{2}$",
+        example = "2025-26"
+    )]
     pub fy: String,
 }
 

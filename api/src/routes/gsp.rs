@@ -17,9 +17,9 @@ use crate::services::gsp::{
     TokenResponse, invalid_client,
 };
 use crate::settings::OtpDelivery;
-use gsp_gateway_domain::OtpCode;
 use crate::state::AppState;
 use crate::tokens::{Claims, TokenKind};
+use gsp_gateway_domain::OtpCode;
 
 fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -113,7 +113,17 @@ pub async fn request_otp(
     let code = OtpCode::generate();
     let opened = state
         .db
-        .run(move |conn| Ok(svc::open_otp(conn, &otp_client, &request, code, &settings, &caller, now)))
+        .run(move |conn| {
+            Ok(svc::open_otp(
+                conn,
+                &otp_client,
+                &request,
+                code,
+                &settings,
+                &caller,
+                now,
+            ))
+        })
         .await??;
     deliver_otp(&state, &client, &opened).await?;
     Ok(HttpResponse::Accepted().json(OtpAccepted {
@@ -124,7 +134,11 @@ pub async fn request_otp(
 }
 
 /// Sends an opened OTP through the configured channel; a failed webhook voids it and is the caller's error.
-pub async fn deliver_otp(state: &AppState, client: &GspClient, opened: &svc::OpenedOtp) -> Result<(), ApiError> {
+pub async fn deliver_otp(
+    state: &AppState,
+    client: &GspClient,
+    opened: &svc::OpenedOtp,
+) -> Result<(), ApiError> {
     match state.settings.otp_delivery {
         OtpDelivery::Inbox => {}
         OtpDelivery::Log => {
@@ -136,7 +150,10 @@ pub async fn deliver_otp(state: &AppState, client: &GspClient, opened: &svc::Ope
             if let Err(cause) = deliver_webhook(state, client, opened).await {
                 tracing::warn!(%cause, "OTP webhook delivery failed");
                 let challenge = opened.challenge_id.clone();
-                state.db.run(move |conn| svc::void_undelivered(conn, &challenge)).await?;
+                state
+                    .db
+                    .run(move |conn| svc::void_undelivered(conn, &challenge))
+                    .await?;
                 return Err(ApiError::new(
                     ErrorCode::UpstreamUnavailable,
                     "the OTP could not be delivered to the taxpayer; try again later",
@@ -231,7 +248,12 @@ pub async fn issue_token(
     let settings = state.settings.clone();
     let issued = match body.0 {
         TokenRequest::Otp { gstin, username, otp } => {
-            let grant = svc::OtpGrant { gstin, username, otp, dialect: None };
+            let grant = svc::OtpGrant {
+                gstin,
+                username,
+                otp,
+                dialect: None,
+            };
             let result = state
                 .db
                 .run(move |conn| Ok(svc::exchange_otp(conn, &client, &grant, &settings, &caller, now)))

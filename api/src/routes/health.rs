@@ -29,14 +29,15 @@ pub async fn live() -> HttpResponse {
 /// The gateway can serve: the database answers.
 #[utoipa::path(get, path = "/health/ready", tag = "service", operation_id = "health_ready",
     responses(
-        (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "The database is unreachable (`service_unavailable`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Ready: `{\"status\": \"ok\", \"database\": \"ok\"}`", body = Health),
+        (status = 503, description = "`service_unavailable`: the database is unreachable (`database` is `unavailable`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.db.run(gsp_gateway_storage::ping).await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::new(ErrorCode::ServiceUnavailable, "the database is unreachable")
             .with("database", json!("unavailable"))
+            .with_header(actix_web::http::header::RETRY_AFTER, "1")
     })?;
     Ok(HttpResponse::Ok().json(json!({"status": "ok", "database": "ok"})))
 }

@@ -9,7 +9,7 @@ use gsp_gateway_domain::PasswordHash;
 use crate::auth::{Caller, Taxpayer};
 use crate::error::{ApiError, ErrorCode};
 use crate::json::ApiJson;
-use crate::openapi::Problem;
+use crate::openapi::{MalformedJson, PayloadTooLarge, Problem, ServiceUnavailable, UnsupportedMediaType};
 use crate::services::activity::{self, AuditPage};
 use crate::services::taxpayer::{
     self as svc, AccessChange, ApiAccessView, LoginRequest, LoginResponse, OtpMessage, PasswordChange,
@@ -60,14 +60,22 @@ async fn authenticate(
 }
 
 /// Log in as a taxpayer.
+///
+/// Returns the taxpayer token (`taxpayer_token`) for the `/v1/taxpayer/*` operations. Failures 1-4 answer 401;
+/// the 5th consecutive failure locks the account (default 15 minutes) and answers 423; a successful login
+/// resets the count.
 #[utoipa::path(post, path = "/v1/taxpayer/login", tag = "taxpayer", operation_id = "taxpayer_login",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "A taxpayer token", body = LoginResponse),
-        (status = 401, description = "`invalid_credentials` (failures 1-4)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = MalformedJson),
+        (status = 401, description = "`invalid_credentials`: the username or password is wrong (failures 1-4)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`password_expired`: change it with POST /v1/taxpayer/password", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 423, description = "`account_locked`: the 5th consecutive failure locks the account for 15 minutes", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed`: `username` or `password` is missing or not a string", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "`account_locked`: the 5th consecutive failure locks the account (default 15 minutes); `locked_until` says until when", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn login(
     state: web::Data<AppState>,
@@ -106,13 +114,20 @@ pub async fn login(
 }
 
 /// Change the password (also when it has expired).
+///
+/// Authenticates with the current password like a login (wrong ones count towards the lockout), so it needs
+/// no token and works for an expired password.
 #[utoipa::path(post, path = "/v1/taxpayer/password", tag = "taxpayer", operation_id = "change_password",
     request_body = PasswordChange,
     responses(
-        (status = 204, description = "Changed"),
-        (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`weak_password`, `password_unchanged`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 423, description = "`account_locked`", body = Problem, content_type = "application/problem+json"),
+        (status = 204, description = "Changed; the new password's lifetime starts now"),
+        (status = 400, response = MalformedJson),
+        (status = 401, description = "`invalid_credentials`: the username or current password is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`weak_password` (the password policy), `password_unchanged`, `validation_failed` (a field is missing or not a string)", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "`account_locked`: too many failed attempts", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn change_password(
     state: web::Data<AppState>,
@@ -139,11 +154,14 @@ pub async fn change_password(
 }
 
 /// Read Manage API Access.
+///
+/// `status` is computed at the time of the request: a window that has run out reads `expired`.
 #[utoipa::path(get, path = "/v1/taxpayer/api-access", tag = "taxpayer", operation_id = "get_api_access",
     security(("taxpayer_token" = [])),
     responses(
         (status = 200, description = "The access setting, with `status` computed now", body = ApiAccessView),
-        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`: send a current taxpayer token from POST /v1/taxpayer/login", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn get_api_access(
     state: web::Data<AppState>,
@@ -164,13 +182,20 @@ pub async fn get_api_access(
 }
 
 /// Switch API access on for 6 hours to 30 days, or off (which ends every GSP session at once).
+///
+/// Enabling starts a new window now, also when already enabled, and moves the end of live sessions with it.
+/// Disabling ends the window at once and revokes every GSP session of this taxpayer.
 #[utoipa::path(put, path = "/v1/taxpayer/api-access", tag = "taxpayer", operation_id = "set_api_access",
     security(("taxpayer_token" = [])),
     request_body = AccessChange,
     responses(
         (status = 200, description = "The new setting", body = ApiAccessView),
-        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_duration` (not a whole number from 6 to 720), `validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = MalformedJson),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`: send a current taxpayer token from POST /v1/taxpayer/login", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`invalid_duration` (enabling without a whole number of hours from 6 to 720), `validation_failed` (`enabled` is missing or not a boolean)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn set_api_access(
     state: web::Data<AppState>,
@@ -205,8 +230,9 @@ pub async fn set_api_access(
 #[utoipa::path(get, path = "/v1/taxpayer/sessions", tag = "taxpayer", operation_id = "list_sessions",
     security(("taxpayer_token" = [])),
     responses(
-        (status = 200, description = "Every session, current and past", body = Vec<SessionView>),
-        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Every session, current and past, with its status now", body = Vec<SessionView>),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`: send a current taxpayer token from POST /v1/taxpayer/login", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn list_sessions(state: web::Data<AppState>, taxpayer: Taxpayer) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
@@ -223,13 +249,17 @@ pub async fn list_sessions(state: web::Data<AppState>, taxpayer: Taxpayer) -> Re
 }
 
 /// Revoke one GSP session; it stops working at once.
+///
+/// The GSP's next call with that session's token answers 401 `session_revoked`; its refresh token stops working too.
 #[utoipa::path(delete, path = "/v1/taxpayer/sessions/{session_id}", tag = "taxpayer", operation_id = "revoke_session",
     security(("taxpayer_token" = [])),
-    params(("session_id" = String, Path, description = "The session to revoke")),
+    params(("session_id" = String, Path, description = "The session to revoke (`session_id` of GET /v1/taxpayer/sessions)",
+        example = "0b6f3c1e-2a4d-4c8e-9f1a-3b5d7e9f1a2c")),
     responses(
         (status = 204, description = "Revoked (revoking again is harmless)"),
-        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`: send a current taxpayer token from POST /v1/taxpayer/login", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no such session of this taxpayer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn revoke_session(
     state: web::Data<AppState>,
@@ -254,11 +284,14 @@ pub async fn revoke_session(
 }
 
 /// Pending OTPs addressed to this taxpayer (the inbox delivery channel).
+///
+/// The way an SMS reaches the taxpayer's phone: a message stays here until its OTP is used, replaced or expires.
 #[utoipa::path(get, path = "/v1/taxpayer/otp-requests", tag = "taxpayer", operation_id = "list_otp_requests",
     security(("taxpayer_token" = [])),
     responses(
         (status = 200, description = "Pending, unexpired OTPs, newest first", body = Vec<OtpMessage>),
-        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`: send a current taxpayer token from POST /v1/taxpayer/login", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn otp_requests(state: web::Data<AppState>, taxpayer: Taxpayer) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
@@ -289,13 +322,17 @@ pub struct ActivityParams {
 }
 
 /// The taxpayer's own activity, newest first.
+///
+/// Access enabled and disabled, OTPs requested, sessions created, refreshed and revoked, failed logins.
+/// Page backwards by passing `next_before` as `before` until it is null.
 #[utoipa::path(get, path = "/v1/taxpayer/activity", tag = "taxpayer", operation_id = "list_activity",
     security(("taxpayer_token" = [])),
     params(ActivityParams),
     responses(
         (status = 200, description = "A page of this taxpayer's events", body = AuditPage),
-        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`: send a current taxpayer token from POST /v1/taxpayer/login", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `limit` or `before` out of range or not a number", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn activity(
     state: web::Data<AppState>,

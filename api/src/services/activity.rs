@@ -23,15 +23,20 @@ pub struct AuditEvent {
     /// `session.revoked`, `session.logged_out`, `refresh_token.reused`, `login.failed`, ...
     #[schema(example = "access.enabled")]
     pub action: String,
-    /// The taxpayer concerned.
+    /// The taxpayer concerned (null when none).
+    #[schema(required = true, example = "24AAUPV7468F1ZW")]
     pub gstin: Option<String>,
-    /// The GSP client concerned.
+    /// The GSP client concerned (null when none).
+    #[schema(required = true)]
     pub gsp_client_id: Option<String>,
-    /// The session concerned.
+    /// The session concerned (null when none).
+    #[schema(required = true)]
     pub session_id: Option<String>,
-    /// The caller's IP address.
+    /// The caller's IP address (null when unknown).
+    #[schema(required = true, example = "203.0.113.7")]
     pub ip: Option<String>,
-    /// The request that caused it.
+    /// The request that caused it (null for the gateway's own events).
+    #[schema(required = true)]
     pub request_id: Option<String>,
     /// Details of the event.
     #[schema(value_type = Object)]
@@ -44,6 +49,7 @@ pub struct AuditPage {
     /// The events.
     pub items: Vec<AuditEvent>,
     /// Pass as `before` for the next (older) page; null on the last page.
+    #[schema(required = true, example = 42)]
     pub next_before: Option<i64>,
 }
 
@@ -52,7 +58,7 @@ pub struct AuditPage {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Only this taxpayer's events (operator only).
-    #[param(example = "24AAUPV7468F1ZW")]
+    #[param(schema_with = crate::openapi::gstin_filter_schema)]
     pub gstin: Option<String>,
     /// At most this many events, 1-200 (default 50).
     #[param(minimum = 1, maximum = 200)]

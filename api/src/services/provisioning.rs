@@ -18,25 +18,25 @@ use crate::error::{ApiError, ErrorCode};
 #[serde(deny_unknown_fields)]
 pub struct NewTaxpayer {
     /// 15-character GSTIN with a valid check character (trimmed and upper-cased).
-    #[schema(example = "24AAUPV7468F1ZW")]
+    #[schema(schema_with = crate::openapi::gstin_schema)]
     pub gstin: String,
     /// GST Portal username: 4-32 letters, digits, `.`, `_`, `-`, starting with a letter.
-    #[schema(example = "asha.traders")]
+    #[schema(schema_with = crate::openapi::username_schema)]
     pub username: String,
-    /// Initial password: 8-128 characters with a letter, a digit and a symbol.
-    #[schema(example = "Gst-Portal-2026", format = Password)]
+    /// Initial password: 8-128 characters with a letter, a digit and a symbol, not containing the username.
+    #[schema(schema_with = crate::openapi::new_password_schema)]
     pub password: String,
     /// Legal name of business.
-    #[schema(example = "Asha Traders Private Limited")]
+    #[schema(schema_with = crate::openapi::legal_name_schema)]
     pub legal_name: String,
     /// Trade name.
-    #[schema(example = "Asha Traders")]
+    #[schema(schema_with = crate::openapi::trade_name_schema)]
     pub trade_name: Option<String>,
     /// E-mail of the primary authorised signatory.
-    #[schema(example = "accounts@asha.example")]
+    #[schema(schema_with = crate::openapi::email_schema)]
     pub email: Option<String>,
     /// Mobile of the primary authorised signatory (10 digits).
-    #[schema(example = "9876543210")]
+    #[schema(schema_with = crate::openapi::mobile_schema)]
     pub mobile: Option<String>,
 }
 
@@ -50,12 +50,16 @@ pub struct TaxpayerView {
     #[schema(example = "asha.traders")]
     pub username: String,
     /// Legal name.
+    #[schema(example = "Asha Traders Private Limited")]
     pub legal_name: String,
-    /// Trade name.
+    /// Trade name (null when none was given).
+    #[schema(required = true, example = "Asha Traders")]
     pub trade_name: Option<String>,
-    /// E-mail.
+    /// E-mail (null when none was given).
+    #[schema(required = true, example = "accounts@asha.example")]
     pub email: Option<String>,
-    /// Mobile.
+    /// Mobile (null when none was given).
+    #[schema(required = true, example = "9876543210")]
     pub mobile: Option<String>,
     /// State code (first two digits of the GSTIN).
     #[schema(example = "24")]
@@ -71,7 +75,7 @@ pub struct TaxpayerView {
 #[serde(deny_unknown_fields)]
 pub struct NewGsp {
     /// Display name shown to taxpayers (1-100 characters).
-    #[schema(example = "Acme GSP")]
+    #[schema(schema_with = crate::openapi::gsp_name_schema)]
     pub name: String,
 }
 
@@ -139,8 +143,9 @@ pub fn check_taxpayer(input: NewTaxpayer) -> Result<CheckedTaxpayer, ApiError> {
 }
 
 fn text_field(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
-    let n = value.trim().chars().count();
-    if n < min || n > max || value.chars().any(char::is_control) {
+    // The limit counts every character sent (as the schema's maxLength does); the minimum, non-space ones.
+    let n = value.chars().count();
+    if value.trim().chars().count() < min || n > max || value.chars().any(char::is_control) {
         return Err(ApiError::field(
             ErrorCode::ValidationFailed,
             field,

@@ -31,7 +31,7 @@ pub struct LoginResponse {
     /// Bearer token for `/v1/taxpayer/*` (never accepted elsewhere).
     pub access_token: String,
     /// `Bearer`.
-    #[schema(example = "Bearer")]
+    #[schema(schema_with = crate::openapi::bearer_schema)]
     pub token_type: &'static str,
     /// Seconds until the token expires.
     #[schema(example = 1800)]
@@ -50,17 +50,17 @@ pub struct PasswordChange {
     #[schema(format = Password)]
     pub current_password: String,
     /// The new password: 8-128 characters with a letter, a digit and a symbol, not containing the username.
-    #[schema(format = Password, example = "New-Portal-2027")]
+    #[schema(schema_with = crate::openapi::new_password_schema)]
     pub new_password: String,
 }
 
 /// Switch API access on (`enabled: true` with `duration_hours` 6-720) or off (`enabled: false`).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// Its schema (`EnableApiAccess` or `DisableApiAccess`) is written out in `crate::openapi`.
+#[derive(Debug, Clone, Deserialize)]
 pub struct AccessChange {
     /// Enable API Request: yes or no.
     pub enabled: bool,
-    /// Whole hours from 6 (6 hours) to 720 (30 days); required when enabling.
-    #[schema(value_type = Option<i64>, minimum = 6, maximum = 720, example = 24)]
+    /// Whole hours from 6 (6 hours) to 720 (30 days); required when enabling, ignored when disabling.
     #[serde(default)]
     pub duration_hours: Option<Value>,
 }
@@ -74,14 +74,16 @@ pub struct ApiAccessView {
     /// Switched on (even if the window has run out).
     pub enabled: bool,
     /// `enabled`, `disabled` or `expired`, computed at the time of the request.
-    #[schema(example = "enabled")]
+    #[schema(schema_with = crate::openapi::access_status_schema)]
     pub status: &'static str,
-    /// The chosen duration (null while disabled).
-    #[schema(example = 24)]
+    /// The chosen duration in hours, 6-720 (null while disabled).
+    #[schema(required = true, minimum = 6, maximum = 720, example = 24)]
     pub duration_hours: Option<u16>,
     /// When the window opened (null while disabled).
+    #[schema(required = true)]
     pub enabled_at: Option<DateTime<Utc>>,
     /// When the window ends (null while disabled).
+    #[schema(required = true)]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -108,7 +110,7 @@ pub struct SessionView {
     /// When it ends (the end of the access window).
     pub expires_at: DateTime<Utc>,
     /// `active`, `revoked` or `expired`.
-    #[schema(example = "active")]
+    #[schema(schema_with = crate::openapi::session_status_schema)]
     pub status: &'static str,
 }
 
@@ -319,10 +321,17 @@ pub fn access_view(gstin: &str, access: &ApiAccess, now: DateTime<Utc>) -> ApiAc
 }
 
 /// Reads `duration_hours` as the contract wants it: a whole number from 6 to 720, nothing else.
+/// JSON does not tell `24` from `24.0`, and neither does the schema's `integer`: both are 24 hours;
+/// `24.5`, strings, booleans and null are not.
 pub fn parse_duration(value: Option<&Value>) -> Result<AccessDuration, ApiError> {
-    let hours = value
-        .and_then(Value::as_i64)
-        .filter(|_| value.is_some_and(|v| v.is_i64() || v.is_u64()));
+    let hours = match value {
+        Some(Value::Number(n)) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e9)
+                .map(|f| f as i64)
+        }),
+        _ => None,
+    };
     let hours = hours.ok_or(gsp_gateway_domain::DomainError::InvalidDuration)?;
     Ok(AccessDuration::from_hours(hours)?)
 }

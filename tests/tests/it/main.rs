@@ -10,11 +10,12 @@
 mod helpers;
 
 mod browser;
-mod foundation;
+mod contract;
 mod faults;
+mod foundation;
 mod gateway;
-mod metrics;
 mod gsp;
 mod gstn_cert;
 mod gstn_dialect;
+mod metrics;
 mod taxpayer;
