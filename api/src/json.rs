@@ -153,16 +153,16 @@ pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError>
 /// Default service of a resource: 405 `method_not_allowed`, with the `Allow` header RFC 9110 requires
 /// (the methods the OpenAPI document gives the resource).
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let allow = crate::openapi::allowed_methods(req.match_pattern().as_deref().unwrap_or(req.path()));
-    Err(ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        format!(
-            "{} is not allowed on {}; allowed: {allow}",
-            req.method(),
-            req.path()
-        ),
-    )
-    .with_header(actix_web::http::header::ALLOW, &allow))
+    let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    let refusal = format!("{} is not allowed on {}", req.method(), req.path());
+    Err(match crate::openapi::allowed_methods(&pattern) {
+        Some(allow) => ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{refusal}; allowed: {allow}"),
+        )
+        .with_header(actix_web::http::header::ALLOW, &allow),
+        None => ApiError::new(ErrorCode::MethodNotAllowed, refusal),
+    })
 }
 
 #[cfg(test)]

@@ -435,9 +435,11 @@ impl Modify for Enrich {
     }
 }
 
-/// The methods the document gives a path template, for the `Allow` header of a 405
-/// (`GET` for the few resources outside the document: `/`, its assets, `/metrics`, `/docs`).
-pub fn allowed_methods(template: &str) -> String {
+/// The methods the document gives a route pattern, for the `Allow` header of a 405. actix's
+/// `{name:regex}` segments match the document's `{name}`. Routes outside the document: the page and its
+/// assets, `/metrics` and `/docs` serve `GET` only; for anything else under `/v1/` or `/taxpayerapi/` that
+/// the document does not list, `None` (no `Allow` is better than a wrong one).
+pub fn allowed_methods(pattern: &str) -> Option<String> {
     static TABLE: OnceLock<HashMap<String, String>> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
         ApiDoc::openapi()
@@ -460,7 +462,42 @@ pub fn allowed_methods(template: &str) -> String {
             })
             .collect()
     });
-    table.get(template).cloned().unwrap_or_else(|| "GET".to_owned())
+    let template = plain_template(pattern);
+    if let Some(methods) = table.get(&template) {
+        return Some(methods.clone());
+    }
+    let api = template.starts_with("/v1/") || template.starts_with("/taxpayerapi/");
+    (!api).then(|| "GET".to_owned())
+}
+
+/// `/a/{id:[0-9]+}` → `/a/{id}`.
+fn plain_template(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '{' {
+            continue;
+        }
+        let mut depth = 1;
+        let mut in_regex = false;
+        for c in chars.by_ref() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ':' if depth == 1 => in_regex = true,
+                _ => {}
+            }
+            if depth == 0 {
+                out.push('}');
+                break;
+            }
+            if !in_regex {
+                out.push(c);
+            }
+        }
+    }
+    out
 }
 
 /// The pattern of a regular GSTIN (state code, PAN, entity code, `Z`, check character).
@@ -763,4 +800,28 @@ pub fn gstin_filter_schema() -> ObjectBuilder {
     gstin_schema().description(Some(
         "Only this taxpayer's events (a GSTIN, trimmed and upper-cased).",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allow_header_comes_from_the_document() {
+        assert_eq!(
+            allowed_methods("/v1/taxpayer/api-access").as_deref(),
+            Some("GET, PUT")
+        );
+        assert_eq!(
+            allowed_methods("/v1/taxpayer/sessions/{session_id}").as_deref(),
+            Some("DELETE")
+        );
+        assert_eq!(allowed_methods("/metrics").as_deref(), Some("GET"));
+        assert_eq!(allowed_methods("/v1/not/documented"), None);
+        assert_eq!(
+            plain_template(r"/x/{version:v[0-9]+\.[0-9]{1,2}}/y"),
+            "/x/{version}/y"
+        );
+        assert_eq!(plain_template("/a/{id}/b"), "/a/{id}/b");
+    }
 }

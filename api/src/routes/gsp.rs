@@ -224,7 +224,12 @@ fn token_response(state: &AppState, issued: IssuedSession) -> Result<HttpRespons
 /// default and never past `session_expires_at`; each refresh returns a new single-use refresh token.
 #[utoipa::path(post, path = "/v1/gsp/token", tag = "gsp", operation_id = "issue_token",
     security(("gsp_client" = [])),
-    request_body = TokenRequest,
+    request_body(content = TokenRequest, examples(
+        ("otp" = (summary = "Exchange the taxpayer's OTP for a new session",
+            value = json!({"grant_type": "otp", "gstin": "24AAUPV7468F1ZW", "username": "asha.traders", "otp": "493817"}))),
+        ("refresh_token" = (summary = "Refresh the session without a new OTP",
+            value = json!({"grant_type": "refresh_token", "refresh_token": "k3Yx9bQp0w2Zr7Lm4Nv8Tc1Hd6Fs5Ja"}))),
+    )),
     responses(
         (status = 200, description = "A session token pair", body = TokenResponse),
         (status = 400, response = MalformedJson),

@@ -187,7 +187,11 @@ pub async fn get_api_access(
 /// Disabling ends the window at once and revokes every GSP session of this taxpayer.
 #[utoipa::path(put, path = "/v1/taxpayer/api-access", tag = "taxpayer", operation_id = "set_api_access",
     security(("taxpayer_token" = [])),
-    request_body = AccessChange,
+    request_body(content = AccessChange, examples(
+        ("enable" = (summary = "Switch API access on for one day",
+            value = json!({"enabled": true, "duration_hours": 24}))),
+        ("disable" = (summary = "Switch API access off (ends every GSP session)", value = json!({"enabled": false}))),
+    )),
     responses(
         (status = 200, description = "The new setting", body = ApiAccessView),
         (status = 400, response = MalformedJson),
