@@ -1,6 +1,8 @@
 //! Request ids: echoed from `X-Request-Id` when sane, generated otherwise; carried by every log line
 //! of the request, every problem body and the response header.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -20,6 +22,14 @@ tokio::task_local! {
 /// The id of the request being served, or `-` outside one.
 pub fn current() -> String {
     CURRENT.try_with(Clone::clone).unwrap_or_else(|_| "-".to_owned())
+}
+
+/// A new id: a random per-process prefix and a counter (unique without a system call per request).
+fn generate() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    format!("{prefix:016x}{:016x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The request id, as a request extension.
@@ -43,7 +53,7 @@ pub async fn assign(
         .get(&HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| acceptable(v))
-        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+        .map_or_else(generate, str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.path().to_owned();

@@ -96,8 +96,10 @@ impl Application {
                 .app_data(BodyLimit(app_state.settings.max_body_bytes))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
-                .configure(routes)
+                // The gateway scope first: every GSP call is routed by one prefix check.
                 .configure(|cfg| crate::gateway::configure(cfg, upstream))
+                .app_data(web::Data::new(crate::gateway::forward::UpstreamClient::new(&app_state.settings)))
+                .configure(routes)
                 .default_service(web::to(route_not_found))
                 .wrap(from_fn(metrics::track))
                 .wrap(from_fn(request_id::assign))

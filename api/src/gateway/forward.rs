@@ -31,9 +31,27 @@ fn forwardable(name: &HeaderName) -> bool {
         && name.as_str() != "x-session-id"
 }
 
+/// The HTTP client towards the upstream: one per worker thread, so pooled connections live on the
+/// runtime that uses them.
+#[derive(Debug, Clone)]
+pub struct UpstreamClient(pub reqwest::Client);
+
+impl UpstreamClient {
+    /// A client with the configured connect timeout.
+    pub fn new(settings: &crate::settings::Settings) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_millis(settings.upstream_connect_timeout_ms))
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Self(client)
+    }
+}
+
 /// Forwards the request upstream and streams the answer back.
 pub async fn forward(
     state: web::Data<AppState>,
+    upstream: web::Data<UpstreamClient>,
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -53,8 +71,8 @@ pub async fn forward(
     }
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
-    let mut outgoing = state
-        .http
+    let mut outgoing = upstream
+        .0
         .request(method, url)
         .timeout(std::time::Duration::from_millis(
             state.settings.upstream_timeout_ms,

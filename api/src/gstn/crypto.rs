@@ -124,10 +124,12 @@ pub fn verify_hmac(key: &[u8], message: &[u8], tag_b64: &str) -> Result<(), Cryp
     mac.verify_slice(&tag).map_err(|_| CryptoError::HmacMismatch)
 }
 
-/// 32 fresh random bytes from the OS: a SEK or a REK.
+/// 32 fresh random bytes from a CSPRNG: a SEK or a REK.
 pub fn fresh_key() -> AesKey {
+    // A REK is drawn for every data response: the thread-local CSPRNG (ChaCha, seeded and reseeded
+    // from the OS) spares a system call per response.
     let mut key = [0u8; KEY_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut key);
+    rand::thread_rng().fill_bytes(&mut key);
     key
 }
 

@@ -26,13 +26,14 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     use actix_web::web;
     const VERSION: &str = r"{version:v[0-9]+\.[0-9]+}";
+    // One scope, so the version regex is only tried for paths under /taxpayerapi.
+    let mut scope = web::scope("/taxpayerapi");
     for suffix in ["authenticate", "authenticate/"] {
-        cfg.service(
-            crate::routes::resource(&format!("/taxpayerapi/{VERSION}/{suffix}"))
-                .route(web::post().to(authenticate::authenticate)),
+        scope = scope.service(
+            crate::routes::resource(&format!("/{VERSION}/{suffix}")).route(web::post().to(authenticate::authenticate)),
         );
     }
-    cfg.service(web::resource(format!("/taxpayerapi/{VERSION}/{{resource:.+}}")).to(data::data_call));
+    cfg.service(scope.service(web::resource(format!("/{VERSION}/{{resource:.+}}")).to(data::data_call)));
 }
 
 /// How often the key ring is re-read: picks up rotations made elsewhere (the CLI, another
