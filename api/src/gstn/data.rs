@@ -72,14 +72,8 @@ struct EncryptedBody {
 }
 
 /// The handler for every data call.
-pub async fn data_call(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-) -> HttpResponse {
-    let (version, resource) = path.into_inner();
-    match serve(&state, &req, &version, &resource, &body).await {
+pub async fn data_call(state: &AppState, req: &HttpRequest, version: &str, resource: &str, body: &[u8]) -> HttpResponse {
+    match serve(state, req, version, resource, body).await {
         Ok((sek, answer)) => {
             let encrypted = crypto::encrypt_response(&sek, answer.to_string().as_bytes());
             let mut fields = Map::new();

@@ -25,15 +25,37 @@ use crate::state::AppState;
 /// Registers the dialect's routes: authenticate (with or without a trailing slash) and data calls.
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     use actix_web::web;
-    const VERSION: &str = r"{version:v[0-9]+\.[0-9]+}";
-    // One scope, so the version regex is only tried for paths under /taxpayerapi.
-    let mut scope = web::scope("/taxpayerapi");
-    for suffix in ["authenticate", "authenticate/"] {
-        scope = scope.service(
-            crate::routes::resource(&format!("/{VERSION}/{suffix}")).route(web::post().to(authenticate::authenticate)),
-        );
+    cfg.service(web::scope("/taxpayerapi").default_service(web::to(dispatch)));
+}
+
+/// `v` and two dot-separated numbers, as the GST System's API versions are written.
+fn is_version(segment: &str) -> bool {
+    let Some((major, minor)) = segment.strip_prefix('v').and_then(|v| v.split_once('.')) else { return false };
+    let digits = |s: &str| !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit());
+    digits(major) && digits(minor)
+}
+
+/// Routes `/taxpayerapi/v{X.Y}/…` by hand: a plain split instead of a regex per request.
+async fn dispatch(
+    state: actix_web::web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    body: actix_web::web::Bytes,
+) -> actix_web::HttpResponse {
+    let rest = req.path().strip_prefix("/taxpayerapi/").unwrap_or("");
+    let (version, resource) = rest.split_once('/').unwrap_or((rest, ""));
+    if !is_version(version) || resource.is_empty() {
+        return crate::json::route_not_found(req).await.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
     }
-    cfg.service(scope.service(web::resource(format!("/{VERSION}/{{resource:.+}}")).to(data::data_call)));
+    if resource == "authenticate" || resource == "authenticate/" {
+        if req.method() != actix_web::http::Method::POST {
+            return crate::json::method_not_allowed(req)
+                .await
+                .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
+        }
+        return authenticate::authenticate(state, req, body).await;
+    }
+    let (version, resource) = (version.to_owned(), resource.to_owned());
+    data::data_call(&state, &req, &version, &resource, &body).await
 }
 
 /// How often the key ring is re-read: picks up rotations made elsewhere (the CLI, another
@@ -81,6 +103,21 @@ pub async fn keep_fresh(state: Arc<AppState>) {
             Ok(true) => tracing::info!(kids = ?state.gstn.kids(), "GSTN keys reloaded"),
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "GSTN key reload failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_version;
+
+    #[test]
+    fn versions_are_v_and_two_numbers() {
+        for good in ["v0.1", "v1.0", "v2.1", "v10.12"] {
+            assert!(is_version(good), "{good}");
+        }
+        for bad in ["1.0", "v1", "v1.", "v.1", "v1.0.1", "va.b", "authenticate", ""] {
+            assert!(!is_version(bad), "{bad}");
         }
     }
 }
