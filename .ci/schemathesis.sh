@@ -18,7 +18,19 @@ MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-100}"
 DESTRUCTIVE=(set_api_access logout revoke_session)
 
 step() { printf '\n==> %s\n' "$*"; }
-fail() { echo "schemathesis: FAILED: $*" >&2; exit 1; }
+summary=""
+fail() { summary="schemathesis: FAILED: $*"; exit 1; }
+# Whatever step fails, the run ends with one summary line.
+finish() {
+  local status=$?
+  if [[ $status -ne 0 ]]; then
+    if [[ -n "${GATEWAY_DIR:-}" ]]; then echo "--- gateway log (tail) ---"; gateway_log 40 || true; fi
+    echo "${summary:-schemathesis: FAILED (exit $status)}" >&2
+  fi
+  if declare -F gateway_stop >/dev/null; then gateway_stop; fi
+  exit $status
+}
+trap finish EXIT
 
 step "schemathesis $SCHEMATHESIS_VERSION (PyPI, in a virtual environment)"
 VENV="${SCHEMATHESIS_VENV:-target/ci-venv/schemathesis-$SCHEMATHESIS_VERSION}"
@@ -37,7 +49,6 @@ source .ci/lib/gateway.sh
 # Generous gateway rate limits, so fuzzed /v1/gst calls exercise the handlers, not only the limiter.
 gateway_start --session-rate-per-second 10000 --session-burst 10000 \
   --client-rate-per-second 10000 --client-burst 10000
-trap 'status=$?; if [[ $status -ne 0 ]]; then echo "--- gateway log (tail) ---"; gateway_log 40; fi; gateway_stop; exit $status' EXIT
 
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 # call METHOD PATH EXPECTED_STATUS [curl args...]: prints the body; fails on any other status.

@@ -11,7 +11,19 @@ GENERATOR_VERSION=0.29.1
 OUT=sdk/generated
 
 step() { printf '\n==> %s\n' "$*"; }
-fail() { echo "sdk: FAILED: $*" >&2; exit 1; }
+summary=""
+fail() { summary="sdk: FAILED: $*"; exit 1; }
+# Whatever step fails, the run ends with one summary line.
+finish() {
+  local status=$?
+  if [[ $status -ne 0 ]]; then
+    if [[ -n "${GATEWAY_DIR:-}" ]]; then echo "--- gateway log (tail) ---"; gateway_log 40 || true; fi
+    echo "${summary:-sdk: FAILED (exit $status)}" >&2
+  fi
+  if declare -F gateway_stop >/dev/null; then gateway_stop; fi
+  exit $status
+}
+trap finish EXIT
 
 step "openapi-python-client $GENERATOR_VERSION (PyPI, in a virtual environment)"
 VENV="${SDK_VENV:-target/ci-venv/openapi-python-client-$GENERATOR_VERSION}"
@@ -38,7 +50,6 @@ step "a fresh gateway"
 # shellcheck source=.ci/lib/gateway.sh
 source .ci/lib/gateway.sh
 gateway_start
-trap 'status=$?; if [[ $status -ne 0 ]]; then echo "--- gateway log (tail) ---"; gateway_log 40; fi; gateway_stop; exit $status' EXIT
 
 step "sdk/smoke.py through the generated client"
 GSP_GATEWAY_URL="$GW" GSP_GATEWAY_ADMIN_TOKEN="$ADMIN_TOKEN" "$VENV/bin/python" sdk/smoke.py \

@@ -3,7 +3,7 @@
 # fresh SQLite database in a temporary directory, and stops it (and removes the directory) on exit.
 #
 #   gateway_start [extra serve flags...]   sets GW (base URL), ADMIN_TOKEN, GATEWAY_DIR, GATEWAY_PID
-#   gateway_stop                           idempotent; installed as the EXIT trap by gateway_start
+#   gateway_stop                           idempotent; call it from the caller's EXIT trap
 
 GATEWAY_BIN="${GATEWAY_BIN:-target/release/gsp-gateway}"
 GATEWAY_PID=""
@@ -30,7 +30,6 @@ gateway_stop() {
 gateway_start() {
   [[ -x "$GATEWAY_BIN" ]] || { echo "no gateway binary at $GATEWAY_BIN" >&2; return 1; }
   GATEWAY_DIR="$(mktemp -d "${TMPDIR:-/tmp}/gsp-gateway-ci.XXXXXX")"
-  trap gateway_stop EXIT
   ADMIN_TOKEN="ci-admin-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
   local port
   port="$(gateway_free_port)"
