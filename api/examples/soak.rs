@@ -3,7 +3,11 @@
 //! release gateway; run by hand:
 //!
 //!     cargo run --release -p gsp-gateway-api --example soak -- BASE_URL DATABASE_URL GATEWAY_PID SESSIONS MINUTES
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark driver fails loudly")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark driver fails loudly"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,12 +46,23 @@ async fn fire(client: &reqwest::Client, base: &str, tokens: &[String], concurren
     let tokens = Arc::new(tokens.to_vec());
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (client, base, tokens, next, ok) = (client.clone(), base.to_owned(), tokens.clone(), next.clone(), ok.clone());
+        let (client, base, tokens, next, ok) = (
+            client.clone(),
+            base.to_owned(),
+            tokens.clone(),
+            next.clone(),
+            ok.clone(),
+        );
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(token) = tokens.get(i) else { break };
-                if let Ok(resp) = client.get(format!("{base}/v1/gst/taxpayer")).bearer_auth(token).send().await {
+                if let Ok(resp) = client
+                    .get(format!("{base}/v1/gst/taxpayer"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                {
                     if resp.status().is_success() {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
@@ -69,20 +84,45 @@ async fn main() {
         eprintln!("usage: soak BASE_URL DATABASE_URL GATEWAY_PID SESSIONS MINUTES");
         std::process::exit(2);
     };
-    let (pid, count, minutes): (u32, usize, u64) = (pid.parse().unwrap(), count.parse().unwrap(), minutes.parse().unwrap());
+    let (pid, count, minutes): (u32, usize, u64) = (
+        pid.parse().unwrap(),
+        count.parse().unwrap(),
+        minutes.parse().unwrap(),
+    );
     let client = reqwest::Client::new();
 
     // A taxpayer with a 30-day window and one GSP, through the API.
     post(&client, format!("{base}/v1/admin/taxpayers"), Some(ADMIN), json!({"gstin": "24AAUPV7468F1ZW", "username": "soak.user", "password": "Soak-Pass-2026", "legal_name": "Soak Traders"})).await;
-    let gsp = post(&client, format!("{base}/v1/admin/gsps"), Some(ADMIN), json!({"name": "Soak GSP"})).await;
+    let gsp = post(
+        &client,
+        format!("{base}/v1/admin/gsps"),
+        Some(ADMIN),
+        json!({"name": "Soak GSP"}),
+    )
+    .await;
     let client_id = gsp["client_id"].as_str().unwrap().to_owned();
-    let login = post(&client, format!("{base}/v1/taxpayer/login"), None, json!({"username": "soak.user", "password": "Soak-Pass-2026"})).await;
+    let login = post(
+        &client,
+        format!("{base}/v1/taxpayer/login"),
+        None,
+        json!({"username": "soak.user", "password": "Soak-Pass-2026"}),
+    )
+    .await;
     let tp = login["access_token"].as_str().unwrap();
-    client.put(format!("{base}/v1/taxpayer/api-access")).bearer_auth(tp).json(&json!({"enabled": true, "duration_hours": 720})).send().await.unwrap();
+    client
+        .put(format!("{base}/v1/taxpayer/api-access"))
+        .bearer_auth(tp)
+        .json(&json!({"enabled": true, "duration_hours": 720}))
+        .send()
+        .await
+        .unwrap();
 
     // Sessions written straight to the database (the OTP flow would be rate-limited and slow),
     // and tokens signed with the gateway's own key.
-    let db = Db::new(&DatabaseUrl::parse(database_url).unwrap(), &PoolOptions::default());
+    let db = Db::new(
+        &DatabaseUrl::parse(database_url).unwrap(),
+        &PoolOptions::default(),
+    );
     let now = Utc::now();
     let started = Instant::now();
     let cid = client_id.clone();
@@ -121,14 +161,33 @@ async fn main() {
         })
         .await
         .unwrap();
-    let rows = db.run(move |conn| keys::live(conn, "jwt", to_db(now))).await.unwrap();
+    let rows = db
+        .run(move |conn| keys::live(conn, "jwt", to_db(now)))
+        .await
+        .unwrap();
     let ring = KeyRing::new("gsp-gateway".into());
     ring.replace(&rows);
     let tokens: Vec<String> = ids
         .iter()
-        .map(|sid| ring.issue(TokenKind::Session, "24AAUPV7468F1ZW", Some(sid), Some(&client_id), now, now + TimeDelta::hours(6)).unwrap().0)
+        .map(|sid| {
+            ring.issue(
+                TokenKind::Session,
+                "24AAUPV7468F1ZW",
+                Some(sid),
+                Some(&client_id),
+                now,
+                now + TimeDelta::hours(6),
+            )
+            .unwrap()
+            .0
+        })
         .collect();
-    println!("prepared {} sessions and tokens in {:.1} s; gateway RSS {:.1} MiB", tokens.len(), started.elapsed().as_secs_f64(), rss_mib(pid));
+    println!(
+        "prepared {} sessions and tokens in {:.1} s; gateway RSS {:.1} MiB",
+        tokens.len(),
+        started.elapsed().as_secs_f64(),
+        rss_mib(pid)
+    );
 
     let started = Instant::now();
     let (ok, total) = fire(&client, base, &tokens, 64).await;
@@ -141,12 +200,24 @@ async fn main() {
     let end = Instant::now() + Duration::from_secs(minutes * 60);
     let mut round = 0;
     while Instant::now() < end {
-        let slice: Vec<String> = tokens.iter().skip((round * 2_000) % tokens.len()).take(2_000).cloned().collect();
+        let slice: Vec<String> = tokens
+            .iter()
+            .skip((round * 2_000) % tokens.len())
+            .take(2_000)
+            .cloned()
+            .collect();
         fire(&client, base, &slice, 32).await;
         round += 1;
         if round % 10 == 0 {
-            println!("constant load, {:>4.0} s: gateway RSS {:.1} MiB", (minutes * 60) as f64 - (end - Instant::now()).as_secs_f64(), rss_mib(pid));
+            println!(
+                "constant load, {:>4.0} s: gateway RSS {:.1} MiB",
+                (minutes * 60) as f64 - (end - Instant::now()).as_secs_f64(),
+                rss_mib(pid)
+            );
         }
     }
-    println!("after {minutes} min of constant load: gateway RSS {:.1} MiB", rss_mib(pid));
+    println!(
+        "after {minutes} min of constant load: gateway RSS {:.1} MiB",
+        rss_mib(pid)
+    );
 }

@@ -126,6 +126,10 @@ impl FromRequest for Caller {
             .extensions()
             .get::<RequestId>()
             .map_or_else(crate::request_id::current, |r| r.0.clone());
-        ready(Ok(Caller { ip, request_id, txn: None }))
+        ready(Ok(Caller {
+            ip,
+            request_id,
+            txn: None,
+        }))
     }
 }

@@ -285,7 +285,13 @@ impl ServeArgs {
                 upstream_timeout_ms,
                 change_feed_interval_ms,
             ],
-            [admin_token, workers, otp_webhook_url, upstream_url, gstn_sandbox_otp]
+            [
+                admin_token,
+                workers,
+                otp_webhook_url,
+                upstream_url,
+                gstn_sandbox_otp
+            ]
         );
         settings
     }

@@ -98,7 +98,9 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 // The gateway scope first: every GSP call is routed by one prefix check.
                 .configure(|cfg| crate::gateway::configure(cfg, upstream))
-                .app_data(web::Data::new(crate::gateway::forward::UpstreamClient::new(&app_state.settings)))
+                .app_data(web::Data::new(crate::gateway::forward::UpstreamClient::new(
+                    &app_state.settings,
+                )))
                 .configure(routes)
                 .default_service(web::to(route_not_found))
                 .wrap(from_fn(metrics::track))

@@ -109,7 +109,11 @@ pub async fn housekeeping(state: Arc<AppState>) {
         state.claims.evict_expired(now);
         state.limits.retain_recent();
         let at = to_db(now);
-        match state.db.run(move |conn| gsp_gateway_storage::repo::sessions::count_all_active(conn, at)).await {
+        match state
+            .db
+            .run(move |conn| gsp_gateway_storage::repo::sessions::count_all_active(conn, at))
+            .await
+        {
             Ok(active) => crate::metrics::set_active_sessions(active.max(0) as u64),
             Err(e) => tracing::debug!(error = %e, "active session count failed"),
         }

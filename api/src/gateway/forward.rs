@@ -40,7 +40,9 @@ impl UpstreamClient {
     /// A client with the configured connect timeout.
     pub fn new(settings: &crate::settings::Settings) -> Self {
         let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_millis(settings.upstream_connect_timeout_ms))
+            .connect_timeout(std::time::Duration::from_millis(
+                settings.upstream_connect_timeout_ms,
+            ))
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build()
             .unwrap_or_default();

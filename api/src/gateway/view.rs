@@ -111,23 +111,33 @@ impl GatewayView {
 
     /// Forgets the dialect tokens of a session (its token was refreshed or it ended).
     pub fn forget_dialect_tokens(&self, session_id: &str) {
-        self.dialect_tokens.retain(|_, token| token.session_id != session_id);
+        self.dialect_tokens
+            .retain(|_, token| token.session_id != session_id);
     }
 
     /// The dialect token with this hash, from memory or (once) from the database.
-    pub async fn dialect_token(&self, db: &Db, token_hash: &str) -> Result<Option<Arc<DialectToken>>, StorageError> {
+    pub async fn dialect_token(
+        &self,
+        db: &Db,
+        token_hash: &str,
+    ) -> Result<Option<Arc<DialectToken>>, StorageError> {
         if let Some(found) = self.dialect_tokens.get(token_hash).map(|t| t.clone()) {
             return Ok(Some(found));
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let hash = token_hash.to_owned();
-        let Some(owner) = db.run(move |conn| sessions::find_by_gstn_token(conn, &hash)).await? else {
+        let Some(owner) = db
+            .run(move |conn| sessions::find_by_gstn_token(conn, &hash))
+            .await?
+        else {
             return Ok(None);
         };
         let session = owner.session;
-        let (Some(sek), Some(app_key), Some(expires_at)) =
-            (session.gstn_sek, session.gstn_app_key, session.gstn_token_expires_at)
-        else {
+        let (Some(sek), Some(app_key), Some(expires_at)) = (
+            session.gstn_sek,
+            session.gstn_app_key,
+            session.gstn_token_expires_at,
+        ) else {
             return Ok(None);
         };
         let token = Arc::new(DialectToken {
@@ -246,10 +256,17 @@ impl GatewayView {
             return Ok(Some(found));
         }
         let id = client_id.to_owned();
-        let Some(row) = db.run(move |conn| gsp_gateway_storage::repo::gsp_clients::find(conn, &id)).await? else {
+        let Some(row) = db
+            .run(move |conn| gsp_gateway_storage::repo::gsp_clients::find(conn, &id))
+            .await?
+        else {
             return Ok(None);
         };
-        let cached = Arc::new(CachedClient { secret_hash: row.secret_hash, name: row.name, enabled: row.enabled });
+        let cached = Arc::new(CachedClient {
+            secret_hash: row.secret_hash,
+            name: row.name,
+            enabled: row.enabled,
+        });
         if self.clients.len() > 10_000 {
             self.clients.clear();
         }

@@ -30,7 +30,11 @@ struct AuthenticateBody {
 }
 
 fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, GstnError> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty()).ok_or_else(|| GstnError::missing(name))
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| GstnError::missing(name))
 }
 
 /// The handler: dispatches on `action`.
@@ -45,7 +49,10 @@ async fn dispatch(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Ma
     let client = check_client(state, req.headers()).await?;
     let body: AuthenticateBody =
         serde_json::from_slice(body).map_err(|_| GstnError::new("GEN5007", "Malformed request"))?;
-    let request_id = req.extensions().get::<RequestId>().map_or_else(crate::request_id::current, |r| r.0.clone());
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(crate::request_id::current, |r| r.0.clone());
     let caller = dialect::caller(req, request_id);
     let action = required(&body.action, "action")?.to_ascii_uppercase();
     let username = required(&body.username, "username")?.to_owned();
@@ -71,7 +78,9 @@ fn check_window(
     now: DateTime<Utc>,
     token_minutes: u32,
 ) -> Result<DateTime<Utc>, GstnError> {
-    let end = access.open_until(now).map_err(|_| GstnError::access_unavailable())?;
+    let end = access
+        .open_until(now)
+        .map_err(|_| GstnError::access_unavailable())?;
     match access {
         ApiAccess::Enabled { duration, .. } if u32::from(duration.hours()) * 60 > token_minutes => Ok(end),
         _ => Err(GstnError::access_unavailable()),
@@ -81,7 +90,11 @@ fn check_window(
 async fn window(state: &AppState, taxpayer_id: &str) -> Result<DateTime<Utc>, GstnError> {
     let id = taxpayer_id.to_owned();
     let access = state.db.run(move |conn| access::get(conn, &id)).await?;
-    check_window(&access, state.clock.now(), state.settings.gstn_token_expiry_minutes)
+    check_window(
+        &access,
+        state.clock.now(),
+        state.settings.gstn_token_expiry_minutes,
+    )
 }
 
 /// RSA-decrypts the app key off the async workers (a private-key operation per live key).
@@ -102,12 +115,34 @@ async fn otp_request(
 ) -> Result<Map<String, Value>, GstnError> {
     decrypt_app_key(state, &body.app_key).await?;
     window(state, &taxpayer.id).await?;
-    let code = state.settings.gstn_sandbox_otp.as_deref().map_or_else(OtpCode::generate, OtpCode::fixed);
-    let request = OtpRequest { gstin: taxpayer.gstin.clone(), username: taxpayer.username.clone() };
-    let (settings, otp_client, otp_caller, now) = (state.settings.clone(), client.clone(), caller.clone(), state.clock.now());
+    let code = state
+        .settings
+        .gstn_sandbox_otp
+        .as_deref()
+        .map_or_else(OtpCode::generate, OtpCode::fixed);
+    let request = OtpRequest {
+        gstin: taxpayer.gstin.clone(),
+        username: taxpayer.username.clone(),
+    };
+    let (settings, otp_client, otp_caller, now) = (
+        state.settings.clone(),
+        client.clone(),
+        caller.clone(),
+        state.clock.now(),
+    );
     let opened = state
         .db
-        .run(move |conn| Ok(svc::open_otp(conn, &otp_client, &request, code, &settings, &otp_caller, now)))
+        .run(move |conn| {
+            Ok(svc::open_otp(
+                conn,
+                &otp_client,
+                &request,
+                code,
+                &settings,
+                &otp_caller,
+                now,
+            ))
+        })
         .await??;
     crate::routes::gsp::deliver_otp(state, client, &opened).await?;
     Ok(Map::new())
@@ -115,7 +150,8 @@ async fn otp_request(
 
 /// The minutes answered as `expiry`, and when the new auth token expires.
 fn token_lifetime(state: &AppState, now: DateTime<Utc>, window_end: DateTime<Utc>) -> (i64, DateTime<Utc>) {
-    let expires_at = (now + TimeDelta::minutes(i64::from(state.settings.gstn_token_expiry_minutes))).min(window_end);
+    let expires_at =
+        (now + TimeDelta::minutes(i64::from(state.settings.gstn_token_expiry_minutes))).min(window_end);
     let minutes = if state.settings.gstn_expiry_from_access {
         (window_end - now).num_minutes()
     } else {
@@ -140,7 +176,8 @@ async fn auth_token(
     body: &AuthenticateBody,
 ) -> Result<Map<String, Value>, GstnError> {
     let app_key = decrypt_app_key(state, &body.app_key).await?;
-    let otp = crypto::decrypt_otp(&app_key, required(&body.otp, "otp")?).map_err(|_| GstnError::invalid_session())?;
+    let otp = crypto::decrypt_otp(&app_key, required(&body.otp, "otp")?)
+        .map_err(|_| GstnError::invalid_session())?;
     let window_end = window(state, &taxpayer.id).await?;
     let now = state.clock.now();
     let (expiry, token_expires_at) = token_lifetime(state, now, window_end);
@@ -158,8 +195,15 @@ async fn auth_token(
         }),
     };
     let settings = state.settings.clone();
-    state.db.run(move |conn| Ok(svc::exchange_otp(conn, &client, &grant, &settings, &caller, now))).await??;
-    Ok(token_fields(auth_token, expiry, crypto::encrypt_sek(&app_key, &sek)))
+    state
+        .db
+        .run(move |conn| Ok(svc::exchange_otp(conn, &client, &grant, &settings, &caller, now)))
+        .await??;
+    Ok(token_fields(
+        auth_token,
+        expiry,
+        crypto::encrypt_sek(&app_key, &sek),
+    ))
 }
 
 fn parse_key(text: &str) -> Result<AesKey, GstnError> {
@@ -181,7 +225,8 @@ fn refresh_in_db(
     now: DateTime<Utc>,
 ) -> Result<Refreshed, GstnError> {
     write_tx_as(conn, |conn| {
-        let owner = sessions::find_by_gstn_token(conn, presented_hash)?.ok_or_else(GstnError::invalid_session)?;
+        let owner =
+            sessions::find_by_gstn_token(conn, presented_hash)?.ok_or_else(GstnError::invalid_session)?;
         let session = owner.session;
         if session.gsp_client_id != client.client_id {
             return Err(GstnError::invalid_session());
@@ -198,13 +243,24 @@ fn refresh_in_db(
             conn,
             NewAuditEvent {
                 session_id: Some(session.id.clone()),
-                ..svc::gsp_event(client, &taxpayer, caller, "session.refreshed", json!({"dialect": "gstn"}))
+                ..svc::gsp_event(
+                    client,
+                    &taxpayer,
+                    caller,
+                    "session.refreshed",
+                    json!({"dialect": "gstn"}),
+                )
             },
             now,
         )?;
-        let keys = GstnKeys { token_expires_at: new_keys.token_expires_at.min(session.expires_at), ..new_keys.clone() };
+        let keys = GstnKeys {
+            token_expires_at: new_keys.token_expires_at.min(session.expires_at),
+            ..new_keys.clone()
+        };
         sessions::set_gstn_keys(conn, &session.id, &keys)?;
-        Ok(Refreshed { session_id: session.id })
+        Ok(Refreshed {
+            session_id: session.id,
+        })
     })
 }
 
@@ -232,7 +288,11 @@ async fn refresh_token(
     let (expiry, token_expires_at) = token_lifetime(state, now, window_end);
     let auth_token = random_hex(16);
     let new_sek = crypto::fresh_key();
-    let (token_hash, app_key_b64, sek_b64) = (sha256_hex(&auth_token), crypto::b64_encode(&app_key), crypto::b64_encode(&new_sek));
+    let (token_hash, app_key_b64, sek_b64) = (
+        sha256_hex(&auth_token),
+        crypto::b64_encode(&app_key),
+        crypto::b64_encode(&new_sek),
+    );
     let token_minutes = state.settings.gstn_token_expiry_minutes;
     let refreshed = state
         .db
@@ -243,11 +303,23 @@ async fn refresh_token(
                 app_key: &app_key_b64,
                 sek: &sek_b64,
             };
-            Ok(refresh_in_db(conn, &client, &caller, &presented_hash, &keys, token_minutes, now))
+            Ok(refresh_in_db(
+                conn,
+                &client,
+                &caller,
+                &presented_hash,
+                &keys,
+                token_minutes,
+                now,
+            ))
         })
         .await??;
     state.view.forget_dialect_tokens(&refreshed.session_id);
-    Ok(token_fields(auth_token, expiry, crypto::encrypt_sek(&app_key, &new_sek)))
+    Ok(token_fields(
+        auth_token,
+        expiry,
+        crypto::encrypt_sek(&app_key, &new_sek),
+    ))
 }
 
 async fn logout(
@@ -270,9 +342,16 @@ async fn logout(
     if !constant_time_eq(&crypto::b64_encode(&app_key), stored) {
         return Err(GstnError::invalid_app_key());
     }
-    let (session_id, client_id, now) = (owner.session.id.clone(), client.client_id.clone(), state.clock.now());
+    let (session_id, client_id, now) = (
+        owner.session.id.clone(),
+        client.client_id.clone(),
+        state.clock.now(),
+    );
     let id = session_id.clone();
-    state.db.run(move |conn| Ok(svc::logout(conn, &id, &client_id, &caller, now))).await??;
+    state
+        .db
+        .run(move |conn| Ok(svc::logout(conn, &id, &client_id, &caller, now)))
+        .await??;
     state.view.session_revoked(&session_id);
     Ok(Map::new())
 }

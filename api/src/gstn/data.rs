@@ -26,7 +26,9 @@ struct Admitted {
 async fn admit(state: &AppState, req: &HttpRequest) -> Result<Admitted, GstnError> {
     let headers = req.headers();
     let client = check_client(state, headers).await?;
-    let token_text = header(headers, "auth-token").filter(|t| !t.is_empty()).ok_or_else(GstnError::invalid_session)?;
+    let token_text = header(headers, "auth-token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(GstnError::invalid_session)?;
     let token = state
         .view
         .dialect_token(&state.db, &sha256_hex(token_text))
@@ -39,7 +41,11 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<Admitted, GstnErro
     }
     check_state_code(headers, &token.gstin)?;
     let now = state.clock.now();
-    let (session, access) = state.view.lookup(&state.db, &token.session_id).await?.ok_or_else(GstnError::invalid_session)?;
+    let (session, access) = state
+        .view
+        .lookup(&state.db, &token.session_id)
+        .await?
+        .ok_or_else(GstnError::invalid_session)?;
     authorize(&session.state, &access, now).map_err(|e| GstnError::from(crate::error::ApiError::from(e)))?;
     if token.expires_at <= now {
         return Err(GstnError::new("AUTH4038", "Session Expired"));
@@ -50,7 +56,10 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<Admitted, GstnErro
         return Err(GstnError::with_status(
             actix_web::http::StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("the {} rate limit is exhausted; retry after {} s", verdict.policy, verdict.reset_secs),
+            format!(
+                "the {} rate limit is exhausted; retry after {} s",
+                verdict.policy, verdict.reset_secs
+            ),
         ));
     }
     state.view.mark_used(&token.session_id, &session, now);
@@ -72,7 +81,13 @@ struct EncryptedBody {
 }
 
 /// The handler for every data call.
-pub async fn data_call(state: &AppState, req: &HttpRequest, version: &str, resource: &str, body: &[u8]) -> HttpResponse {
+pub async fn data_call(
+    state: &AppState,
+    req: &HttpRequest,
+    version: &str,
+    resource: &str,
+    body: &[u8],
+) -> HttpResponse {
     match serve(state, req, version, resource, body).await {
         Ok((sek, answer)) => {
             let encrypted = crypto::encrypt_response(&sek, answer.to_string().as_bytes());
@@ -95,7 +110,12 @@ async fn serve(
 ) -> Result<(AesKey, Value), GstnError> {
     let admitted = admit(state, req).await?;
     let query: Map<String, Value> = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map(|q| q.into_inner().into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+        .map(|q| {
+            q.into_inner()
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect()
+        })
         .unwrap_or_default();
     let (action, payload) = if matches!(*req.method(), Method::PUT | Method::POST) {
         let envelope: EncryptedBody =
@@ -104,20 +124,37 @@ async fn serve(
         let data = envelope.data.ok_or_else(|| GstnError::missing("data"))?;
         let hmac = envelope.hmac.ok_or_else(|| GstnError::missing("hmac"))?;
         let plain = crypto::decrypt_request(&admitted.sek, &data, &hmac).map_err(|error| match error {
-            crypto::CryptoError::HmacMismatch => GstnError::new("GEN5007", "Malformed request: hmac does not match data"),
-            _ => GstnError::new("GEN5007", "Malformed request: data cannot be decrypted with the session key"),
+            crypto::CryptoError::HmacMismatch => {
+                GstnError::new("GEN5007", "Malformed request: hmac does not match data")
+            }
+            _ => GstnError::new(
+                "GEN5007",
+                "Malformed request: data cannot be decrypted with the session key",
+            ),
         })?;
-        let payload: Value =
-            serde_json::from_slice(&plain).map_err(|_| GstnError::new("GEN5007", "Malformed request: data is not JSON"))?;
+        let payload: Value = serde_json::from_slice(&plain)
+            .map_err(|_| GstnError::new("GEN5007", "Malformed request: data is not JSON"))?;
         (action, Some(payload))
     } else {
-        let action = query.get("action").and_then(Value::as_str).ok_or_else(|| GstnError::missing("action"))?.to_owned();
+        let action = query
+            .get("action")
+            .and_then(Value::as_str)
+            .ok_or_else(|| GstnError::missing("action"))?
+            .to_owned();
         (action, None)
     };
     let answer = if state.settings.upstream_url.is_some() {
         forward(state, req, version, resource, &admitted.token, payload).await?
     } else {
-        sandbox(state, req, resource, &action.to_ascii_uppercase(), &query, payload.as_ref(), &admitted.token)?
+        sandbox(
+            state,
+            req,
+            resource,
+            &action.to_ascii_uppercase(),
+            &query,
+            payload.as_ref(),
+            &admitted.token,
+        )?
     };
     Ok((admitted.sek, answer))
 }
@@ -130,7 +167,12 @@ async fn forward(
     token: &DialectToken,
     payload: Option<Value>,
 ) -> Result<Value, GstnError> {
-    let base = state.settings.upstream_url.as_deref().unwrap_or_default().trim_end_matches('/');
+    let base = state
+        .settings
+        .upstream_url
+        .as_deref()
+        .unwrap_or_default()
+        .trim_end_matches('/');
     let mut url = format!("{base}/taxpayerapi/{version}/{resource}");
     if !req.query_string().is_empty() {
         url.push('?');
@@ -141,12 +183,21 @@ async fn forward(
     let mut outgoing = state
         .http
         .request(method, url)
-        .timeout(std::time::Duration::from_millis(state.settings.upstream_timeout_ms))
+        .timeout(std::time::Duration::from_millis(
+            state.settings.upstream_timeout_ms,
+        ))
         .header("x-taxpayer-gstin", &token.gstin)
         .header("x-gsp-client-id", &token.client_id)
         .header("x-session-id", &token.session_id)
         .header("x-request-id", crate::request_id::current());
-    for name in ["ret_period", "ret_prd", "rtn_typ", "userrole", "api_version", "txn"] {
+    for name in [
+        "ret_period",
+        "ret_prd",
+        "rtn_typ",
+        "userrole",
+        "api_version",
+        "txn",
+    ] {
         if let Some(value) = header(req.headers(), name) {
             outgoing = outgoing.header(name, value);
         }
@@ -156,15 +207,25 @@ async fn forward(
     }
     let response = outgoing.send().await.map_err(|e| {
         tracing::warn!(error = %e.without_url(), "dialect upstream unavailable");
-        GstnError::with_status(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "GEN5008", "Service unavailable; try again later")
+        GstnError::with_status(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "GEN5008",
+            "Service unavailable; try again later",
+        )
     })?;
     let status = response.status();
-    let answer: Value = response
-        .json()
-        .await
-        .map_err(|_| GstnError::with_status(actix_web::http::StatusCode::BAD_GATEWAY, "GEN5008", "The upstream answered no JSON"))?;
+    let answer: Value = response.json().await.map_err(|_| {
+        GstnError::with_status(
+            actix_web::http::StatusCode::BAD_GATEWAY,
+            "GEN5008",
+            "The upstream answered no JSON",
+        )
+    })?;
     if !status.is_success() {
-        return Err(GstnError::new("TEC4001", format!("The upstream refused the call ({})", status.as_u16())));
+        return Err(GstnError::new(
+            "TEC4001",
+            format!("The upstream refused the call ({})", status.as_u16()),
+        ));
     }
     Ok(answer)
 }
@@ -175,12 +236,20 @@ fn ret_period(req: &HttpRequest, query: &Map<String, Value>) -> Result<String, G
         .or_else(|| query.get("rtnprd"))
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .or_else(|| header(req.headers(), "ret_period").or_else(|| header(req.headers(), "ret_prd")).map(str::to_owned))
+        .or_else(|| {
+            header(req.headers(), "ret_period")
+                .or_else(|| header(req.headers(), "ret_prd"))
+                .map(str::to_owned)
+        })
         .ok_or_else(|| GstnError::missing("ret_period"))?;
     let valid = period.len() == 6
         && period.bytes().all(|b| b.is_ascii_digit())
         && matches!(period[..2].parse::<u8>(), Ok(1..=12));
-    if valid { Ok(period) } else { Err(GstnError::new("RET11402", "Invalid return period")) }
+    if valid {
+        Ok(period)
+    } else {
+        Err(GstnError::new("RET11402", "Invalid return period"))
+    }
 }
 
 /// The built-in sandbox of the dialect: GSTR-1 sections, RETSAVE and RETSTATUS, per the spec's shapes.
@@ -222,15 +291,30 @@ fn sandbox(
         }
         (Method::PUT, "returns/gstr1", "RETSAVE") => {
             let payload = payload.ok_or_else(|| GstnError::missing("data"))?;
-            let gstin = payload.get("gstin").and_then(Value::as_str).ok_or_else(|| GstnError::missing("gstin"))?;
+            let gstin = payload
+                .get("gstin")
+                .and_then(Value::as_str)
+                .ok_or_else(|| GstnError::missing("gstin"))?;
             if !gstin.eq_ignore_ascii_case(&token.gstin) {
-                return Err(GstnError::new("RET11402", "The return's GSTIN is not the session's"));
+                return Err(GstnError::new(
+                    "RET11402",
+                    "The return's GSTIN is not the session's",
+                ));
             }
-            let period = payload.get("fp").and_then(Value::as_str).ok_or_else(|| GstnError::missing("fp"))?.to_owned();
-            let reference_id = format!("GSPGW{}", &uuid::Uuid::new_v4().simple().to_string()[..15]).to_uppercase();
+            let period = payload
+                .get("fp")
+                .and_then(Value::as_str)
+                .ok_or_else(|| GstnError::missing("fp"))?
+                .to_owned();
+            let reference_id =
+                format!("GSPGW{}", &uuid::Uuid::new_v4().simple().to_string()[..15]).to_uppercase();
             state.view.remember_sandbox_reference(
                 reference_id.clone(),
-                SandboxReference { gstin: token.gstin.clone(), ret_period: period, action: "SAVE".into() },
+                SandboxReference {
+                    gstin: token.gstin.clone(),
+                    ret_period: period,
+                    action: "SAVE".into(),
+                },
             );
             Ok(json!({"reference_id": reference_id}))
         }
@@ -245,8 +329,16 @@ fn sandbox(
                 .sandbox_reference(reference_id)
                 .filter(|r| r.gstin == token.gstin)
                 .ok_or_else(|| GstnError::new("RET11409", "Invalid reference id"))?;
-            Ok(json!({"form_typ": "R1", "status_cd": "P", "action": saved.action, "ret_period": saved.ret_period}))
+            Ok(
+                json!({"form_typ": "R1", "status_cd": "P", "action": saved.action, "ret_period": saved.ret_period}),
+            )
         }
-        _ => Err(GstnError::new("GEN5007", format!("The sandbox does not serve {} {resource} action {action}", req.method()))),
+        _ => Err(GstnError::new(
+            "GEN5007",
+            format!(
+                "The sandbox does not serve {} {resource} action {action}",
+                req.method()
+            ),
+        )),
     }
 }

@@ -32,12 +32,20 @@ pub struct GstnError {
 impl GstnError {
     /// A business or session error (HTTP 200).
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::OK, code, message: message.into() }
+        Self {
+            status: StatusCode::OK,
+            code,
+            message: message.into(),
+        }
     }
 
     /// An error with its own HTTP status.
     pub fn with_status(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// AUTH4033 "Invalid Session": also the live system's answer to a wrong or used OTP.
@@ -68,9 +76,10 @@ impl From<ApiError> for GstnError {
     fn from(error: ApiError) -> Self {
         match error.code() {
             ErrorCode::ApiAccessDisabled | ErrorCode::ApiAccessExpired => Self::access_unavailable(),
-            ErrorCode::SessionLimitReached => {
-                Self::new("AUTH403", "Maximum session allowed for user with this GSP account exceeded.")
-            }
+            ErrorCode::SessionLimitReached => Self::new(
+                "AUTH403",
+                "Maximum session allowed for user with this GSP account exceeded.",
+            ),
             ErrorCode::TaxpayerNotFound => Self::new("AUTH4032", "Invalid User"),
             ErrorCode::InvalidOtp
             | ErrorCode::OtpExpired
@@ -86,13 +95,21 @@ impl From<ApiError> for GstnError {
                 "Too many requests; retry later",
             ),
             ErrorCode::InvalidGstin => Self::new("SWEB_9035", "Invalid GSTIN"),
-            ErrorCode::ValidationFailed | ErrorCode::InvalidDuration => Self::new("GEN5001", "Invalid request parameters"),
+            ErrorCode::ValidationFailed | ErrorCode::InvalidDuration => {
+                Self::new("GEN5001", "Invalid request parameters")
+            }
             ErrorCode::InvalidRequest | ErrorCode::UnsupportedMediaType | ErrorCode::PayloadTooLarge => {
                 Self::new("GEN5007", "Malformed request")
             }
-            ErrorCode::InvalidClient => Self::with_status(StatusCode::FORBIDDEN, "AUT4033", "Invalid Client Id"),
+            ErrorCode::InvalidClient => {
+                Self::with_status(StatusCode::FORBIDDEN, "AUT4033", "Invalid Client Id")
+            }
             ErrorCode::ServiceUnavailable | ErrorCode::UpstreamUnavailable | ErrorCode::UpstreamTimeout => {
-                Self::with_status(StatusCode::SERVICE_UNAVAILABLE, "GEN5008", "Service unavailable; try again later")
+                Self::with_status(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "GEN5008",
+                    "Service unavailable; try again later",
+                )
             }
             _ => Self::with_status(StatusCode::INTERNAL_SERVER_ERROR, "TEC4001", "Internal error"),
         }
@@ -156,14 +173,20 @@ pub async fn check_client(state: &AppState, headers: &HeaderMap) -> Result<GspCl
     if !constant_time_eq(&sha256_hex(secret), &client.secret_hash) {
         return Err(forbidden("AUT4034", "Invalid Client Secret"));
     }
-    Ok(GspClient { client_id: client_id.to_owned(), name: client.name.clone() })
+    Ok(GspClient {
+        client_id: client_id.to_owned(),
+        name: client.name.clone(),
+    })
 }
 
 /// Refuses a `state-cd` header that is not the GSTIN's state (AUTH4041).
 pub fn check_state_code(headers: &HeaderMap, gstin: &str) -> Result<(), GstnError> {
     match header(headers, "state-cd") {
         Some(code) if gstin.get(..2) == Some(code) => Ok(()),
-        Some(_) => Err(GstnError::new("AUTH4041", "Invalid Parameter state-cd in request header")),
+        Some(_) => Err(GstnError::new(
+            "AUTH4041",
+            "Invalid Parameter state-cd in request header",
+        )),
         None => Err(GstnError::missing("state-cd")),
     }
 }
@@ -175,6 +198,8 @@ pub fn caller(req: &HttpRequest, request_id: String) -> Caller {
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
         .or_else(|| req.connection_info().realip_remote_addr().map(str::to_owned));
-    let txn = header(headers, "txn").filter(|v| !v.is_empty()).map(|t| t.chars().take(64).collect());
+    let txn = header(headers, "txn")
+        .filter(|v| !v.is_empty())
+        .map(|t| t.chars().take(64).collect());
     Caller { ip, request_id, txn }
 }

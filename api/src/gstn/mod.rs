@@ -30,7 +30,9 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
 
 /// `v` and two dot-separated numbers, as the GST System's API versions are written.
 fn is_version(segment: &str) -> bool {
-    let Some((major, minor)) = segment.strip_prefix('v').and_then(|v| v.split_once('.')) else { return false };
+    let Some((major, minor)) = segment.strip_prefix('v').and_then(|v| v.split_once('.')) else {
+        return false;
+    };
     let digits = |s: &str| !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit());
     digits(major) && digits(minor)
 }
@@ -44,7 +46,9 @@ async fn dispatch(
     let rest = req.path().strip_prefix("/taxpayerapi/").unwrap_or("");
     let (version, resource) = rest.split_once('/').unwrap_or((rest, ""));
     if !is_version(version) || resource.is_empty() {
-        return crate::json::route_not_found(req).await.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
+        return crate::json::route_not_found(req)
+            .await
+            .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
     }
     if resource == "authenticate" || resource == "authenticate/" {
         if req.method() != actix_web::http::Method::POST {

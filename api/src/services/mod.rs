@@ -2,6 +2,6 @@
 //! Called by the HTTP handlers and the command line alike.
 
 pub mod activity;
+pub mod gsp;
 pub mod provisioning;
 pub mod taxpayer;
-pub mod gsp;

@@ -29,7 +29,9 @@ fn aes_encrypt(key: &Key, plain: &[u8]) -> Vec<u8> {
 }
 
 fn aes_decrypt(key: &Key, cipher: &[u8]) -> Vec<u8> {
-    ecb::Decryptor::<Aes256>::new(key.into()).decrypt_padded_vec_mut::<Pkcs7>(cipher).expect("padding")
+    ecb::Decryptor::<Aes256>::new(key.into())
+        .decrypt_padded_vec_mut::<Pkcs7>(cipher)
+        .expect("padding")
 }
 
 fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
@@ -57,10 +59,26 @@ struct GstnClient<'a> {
 
 impl<'a> GstnClient<'a> {
     async fn new(app: &'a TestApp, gsp: TestGsp, taxpayer: TestTaxpayer) -> Self {
-        let pem = app.client.get(format!("{}/taxpayerapi/public-key.pem", app.address)).send().await.unwrap().text().await.unwrap();
+        let pem = app
+            .client
+            .get(format!("{}/taxpayerapi/public-key.pem", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let path = std::env::temp_dir().join(format!("gstn-{}.pem", uuid::Uuid::new_v4()));
         std::fs::write(&path, pem).unwrap();
-        Self { app, gsp, taxpayer, public_key_pem: path, app_key: random_key(), sek: None, auth_token: None }
+        Self {
+            app,
+            gsp,
+            taxpayer,
+            public_key_pem: path,
+            app_key: random_key(),
+            sek: None,
+            auth_token: None,
+        }
     }
 
     /// RSA-PKCS#1 v1.5 with the openssl command line: an implementation the gateway does not share.
@@ -90,7 +108,11 @@ impl<'a> GstnClient<'a> {
     }
 
     async fn authenticate(&self, body: Value) -> (u16, Value) {
-        let req = self.headers(self.app.client.post(format!("{}/taxpayerapi/v1.0/authenticate", self.app.address)));
+        let req = self.headers(
+            self.app
+                .client
+                .post(format!("{}/taxpayerapi/v1.0/authenticate", self.app.address)),
+        );
         let resp = req.json(&body).send().await.unwrap();
         (resp.status().as_u16(), resp.json().await.unwrap())
     }
@@ -115,7 +137,10 @@ impl<'a> GstnClient<'a> {
     }
 
     fn take_tokens(&mut self, answer: &Value) {
-        let sek = aes_decrypt(&self.app_key, &B64.decode(answer["sek"].as_str().unwrap()).unwrap());
+        let sek = aes_decrypt(
+            &self.app_key,
+            &B64.decode(answer["sek"].as_str().unwrap()).unwrap(),
+        );
         self.sek = Some(sek.try_into().expect("a 32-byte SEK"));
         self.auth_token = Some(answer["auth_token"].as_str().unwrap().to_owned());
     }
@@ -156,8 +181,19 @@ impl<'a> GstnClient<'a> {
     }
 
     /// A data call; returns the decrypted JSON of a success, or the envelope of a failure.
-    async fn data(&self, method: reqwest::Method, path_and_query: &str, payload: Option<(&str, Value)>) -> Value {
-        self.data_with_token(method, path_and_query, payload, self.auth_token.as_deref().unwrap()).await
+    async fn data(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        payload: Option<(&str, Value)>,
+    ) -> Value {
+        self.data_with_token(
+            method,
+            path_and_query,
+            payload,
+            self.auth_token.as_deref().unwrap(),
+        )
+        .await
     }
 
     async fn data_with_token(
@@ -168,7 +204,12 @@ impl<'a> GstnClient<'a> {
         token: &str,
     ) -> Value {
         let sek = self.sek.unwrap();
-        let mut req = self.data_headers(self.app.client.request(method, format!("{}{path_and_query}", self.app.address)), token);
+        let mut req = self.data_headers(
+            self.app
+                .client
+                .request(method, format!("{}{path_and_query}", self.app.address)),
+            token,
+        );
         if let Some((action, json)) = payload {
             let b = B64.encode(serde_json::to_vec_pretty(&json).unwrap());
             req = req.json(&json!({
@@ -181,9 +222,15 @@ impl<'a> GstnClient<'a> {
         if answer["status_cd"] != "1" {
             return answer;
         }
-        let rek: Key = aes_decrypt(&sek, &B64.decode(answer["rek"].as_str().unwrap()).unwrap()).try_into().unwrap();
+        let rek: Key = aes_decrypt(&sek, &B64.decode(answer["rek"].as_str().unwrap()).unwrap())
+            .try_into()
+            .unwrap();
         let b_prime = aes_decrypt(&rek, &B64.decode(answer["data"].as_str().unwrap()).unwrap());
-        assert_eq!(B64.encode(hmac(&rek, &b_prime)), answer["hmac"].as_str().unwrap(), "response HMAC");
+        assert_eq!(
+            B64.encode(hmac(&rek, &b_prime)),
+            answer["hmac"].as_str().unwrap(),
+            "response HMAC"
+        );
         serde_json::from_slice(&B64.decode(&b_prime).unwrap()).unwrap()
     }
 }
@@ -211,28 +258,44 @@ async fn a_gst_system_client_runs_the_whole_dialect_flow(backend: Backend) {
     assert_eq!(answer["status_cd"], "1", "{answer}");
     assert_eq!(answer["expiry"], 360);
     let token = client.auth_token.clone().unwrap();
-    assert!(token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    assert!(
+        token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
     assert_eq!(answer["sek"].as_str().unwrap().len(), 64);
 
     let saved = client
         .data(
             reqwest::Method::PUT,
             "/taxpayerapi/v2.1/returns/gstr1",
-            Some(("RETSAVE", json!({"gstin": taxpayer.gstin, "fp": "112025", "gt": 0.0, "cur_gt": 0.0, "b2b": []}))),
+            Some((
+                "RETSAVE",
+                json!({"gstin": taxpayer.gstin, "fp": "112025", "gt": 0.0, "cur_gt": 0.0, "b2b": []}),
+            )),
         )
         .await;
     let reference = saved["reference_id"].as_str().expect("a reference id").to_owned();
     let status = client
         .data(
             reqwest::Method::GET,
-            &format!("/taxpayerapi/v1.0/returns?action=RETSTATUS&gstin={}&ret_period=112025&ref_id={reference}", taxpayer.gstin),
+            &format!(
+                "/taxpayerapi/v1.0/returns?action=RETSTATUS&gstin={}&ret_period=112025&ref_id={reference}",
+                taxpayer.gstin
+            ),
             None,
         )
         .await;
     assert_eq!(status["status_cd"], "P", "{status}");
     assert_eq!(status["form_typ"], "R1");
     let b2b = client
-        .data(reqwest::Method::GET, &format!("/taxpayerapi/v3.0/returns/gstr1?action=B2B&gstin={}&ret_period=112025", taxpayer.gstin), None)
+        .data(
+            reqwest::Method::GET,
+            &format!(
+                "/taxpayerapi/v3.0/returns/gstr1?action=B2B&gstin={}&ret_period=112025",
+                taxpayer.gstin
+            ),
+            None,
+        )
         .await;
     assert!(b2b["b2b"][0]["inv"].is_array(), "{b2b}");
 
@@ -241,28 +304,51 @@ async fn a_gst_system_client_runs_the_whole_dialect_flow(backend: Backend) {
     assert_eq!(refreshed["status_cd"], "1", "{refreshed}");
     assert_ne!(client.auth_token.as_deref(), Some(old_token.as_str()));
     let summary = client
-        .data(reqwest::Method::GET, &format!("/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&gstin={}&ret_period=112025", taxpayer.gstin), None)
+        .data(
+            reqwest::Method::GET,
+            &format!(
+                "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&gstin={}&ret_period=112025",
+                taxpayer.gstin
+            ),
+            None,
+        )
         .await;
     assert_eq!(summary["gstin"], taxpayer.gstin.as_str(), "{summary}");
     let stale = client
-        .data_with_token(reqwest::Method::GET, "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025", None, &old_token)
+        .data_with_token(
+            reqwest::Method::GET,
+            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
+            None,
+            &old_token,
+        )
         .await;
     assert_eq!(error_cd(&stale), "AUTH4033");
 
     // The consent is a session like any other, with the dialect's txn in the taxpayer's activity.
     let taxpayer_token = app.login(&taxpayer).await;
-    let sessions = app.get("/v1/taxpayer/sessions", Auth::Bearer(&taxpayer_token)).await;
+    let sessions = app
+        .get("/v1/taxpayer/sessions", Auth::Bearer(&taxpayer_token))
+        .await;
     assert_eq!(sessions.ok(200)[0]["status"], "active");
     assert_eq!(sessions.body[0]["gsp"]["name"], "Legacy GSP");
-    let activity = app.get("/v1/taxpayer/activity", Auth::Bearer(&taxpayer_token)).await;
+    let activity = app
+        .get("/v1/taxpayer/activity", Auth::Bearer(&taxpayer_token))
+        .await;
     let items = activity.ok(200)["items"].as_array().unwrap().clone();
-    let created = items.iter().find(|e| e["action"] == "session.created").expect("session.created");
+    let created = items
+        .iter()
+        .find(|e| e["action"] == "session.created")
+        .expect("session.created");
     assert_eq!(created["detail"]["txn"], "LAPN24235325555");
     assert_eq!(created["ip"], "203.0.113.7");
 
     assert_eq!(client.logout().await, (200, json!({"status_cd": "1"})));
     let after = client
-        .data(reqwest::Method::GET, "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025", None)
+        .data(
+            reqwest::Method::GET,
+            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
+            None,
+        )
         .await;
     assert_eq!(error_cd(&after), "AUTH4033");
 }
@@ -278,7 +364,11 @@ async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
         (Some("l7xxunknown"), Some(gsp.client_secret.as_str()), "AUT4033"),
         (Some(gsp.client_id.as_str()), Some("0000"), "AUT4034"),
     ] {
-        let mut req = app.client.post(&url).header("state-cd", &taxpayer.gstin[..2]).json(&body);
+        let mut req = app
+            .client
+            .post(&url)
+            .header("state-cd", &taxpayer.gstin[..2])
+            .json(&body);
         if let Some(id) = clientid {
             req = req.header("clientid", id);
         }
@@ -292,7 +382,11 @@ async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
     let (status, answer) = client.otp_request().await;
     assert_eq!((status, error_cd(&answer)), (200, "AUTH4037"), "access off");
     app.enable_access(&taxpayer, 6).await;
-    assert_eq!(error_cd(&client.otp_request().await.1), "AUTH4037", "6 hours is not more than the 360-minute token");
+    assert_eq!(
+        error_cd(&client.otp_request().await.1),
+        "AUTH4037",
+        "6 hours is not more than the 360-minute token"
+    );
     app.enable_access(&taxpayer, 24).await;
     let wrong_state = app
         .client
@@ -305,21 +399,35 @@ async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(error_cd(&wrong_state.json().await.unwrap()), "AUTH4041");
-    let (_, unknown) = client.authenticate(json!({"action": "OTPREQUEST", "username": "nobody.here", "app_key": "x"})).await;
+    let (_, unknown) = client
+        .authenticate(json!({"action": "OTPREQUEST", "username": "nobody.here", "app_key": "x"}))
+        .await;
     assert_eq!(error_cd(&unknown), "AUTH4032");
-    let (_, garbage) = client.authenticate(json!({"action": "OTPREQUEST", "username": taxpayer.username, "app_key": B64.encode([7u8; 256])})).await;
+    let (_, garbage) = client
+        .authenticate(
+            json!({"action": "OTPREQUEST", "username": taxpayer.username, "app_key": B64.encode([7u8; 256])}),
+        )
+        .await;
     assert_eq!(error_cd(&garbage), "AUTH4036");
     let (_, short) = client
         .authenticate(json!({"action": "OTPREQUEST", "username": taxpayer.username, "app_key": client.rsa_app_key(&[1u8; 32])[..10].to_owned()}))
         .await;
-    assert_eq!(error_cd(&short), "AUTH4036", "every unusable key is answered the same way");
+    assert_eq!(
+        error_cd(&short),
+        "AUTH4036",
+        "every unusable key is answered the same way"
+    );
 
     let mut sessions = Vec::new();
     for _ in 0..3 {
         let mut c = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
         assert_eq!(c.otp_request().await.1["status_cd"], "1");
         let wrong = c.auth_token("999999").await.1;
-        assert_eq!(error_cd(&wrong), "AUTH4033", "a wrong OTP is an invalid session, as the live system says");
+        assert_eq!(
+            error_cd(&wrong),
+            "AUTH4033",
+            "a wrong OTP is an invalid session, as the live system says"
+        );
         assert_eq!(c.auth_token("102030").await.1["status_cd"], "1");
         sessions.push(c);
     }
@@ -334,9 +442,19 @@ async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_cd(&tampered.json().await.unwrap()), "GEN5007", "a bad hmac is refused, never passed on");
+    assert_eq!(
+        error_cd(&tampered.json().await.unwrap()),
+        "GEN5007",
+        "a bad hmac is refused, never passed on"
+    );
     app.advance(TimeDelta::hours(7));
-    let expired = c.data(reqwest::Method::GET, "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025", None).await;
+    let expired = c
+        .data(
+            reqwest::Method::GET,
+            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
+            None,
+        )
+        .await;
     assert_eq!(error_cd(&expired), "AUTH4038");
 }
 
@@ -346,9 +464,21 @@ async fn switching_access_off_on_the_rest_face_refuses_the_next_dialect_call(bac
     let mut client = GstnClient::new(&app, gsp, taxpayer.clone()).await;
     client.otp_request().await;
     assert_eq!(client.auth_token("102030").await.1["status_cd"], "1");
-    let ok = client.data(reqwest::Method::GET, "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025", None).await;
+    let ok = client
+        .data(
+            reqwest::Method::GET,
+            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
+            None,
+        )
+        .await;
     assert_eq!(ok["ret_period"], "112025");
     app.disable_access(&taxpayer).await;
-    let refused = client.data(reqwest::Method::GET, "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025", None).await;
+    let refused = client
+        .data(
+            reqwest::Method::GET,
+            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
+            None,
+        )
+        .await;
     assert_eq!(error_cd(&refused), "AUTH4037");
 }
