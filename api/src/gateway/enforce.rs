@@ -61,7 +61,7 @@ async fn admit(state: &AppState, req: &ServiceRequest) -> Result<(GstContext, Ve
         ));
     }
     authorize(&session.state, &access, now)?;
-    let verdict = state.limits.check(sid, cid);
+    let verdict = state.limits.check(&session.id, &session.client_id);
     if !verdict.allowed {
         crate::gateway::note_rate_limited(verdict.policy);
         return Err(ApiError::new(
@@ -78,7 +78,7 @@ async fn admit(state: &AppState, req: &ServiceRequest) -> Result<(GstContext, Ve
     let context = GstContext {
         gstin: session.gstin.clone(),
         client_id: session.client_id.clone(),
-        session_id: Arc::from(sid),
+        session_id: session.id.clone(),
     };
     Ok((context, verdict))
 }

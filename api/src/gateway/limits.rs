@@ -2,6 +2,7 @@
 //! (draft-ietf-httpapi-ratelimit-headers-10).
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
@@ -11,7 +12,8 @@ use governor::{Quota, RateLimiter};
 
 use crate::settings::Settings;
 
-type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Keyed =
+    RateLimiter<Arc<str>, DefaultKeyedStateStore<Arc<str>>, DefaultClock, StateInformationMiddleware>;
 
 /// One policy: a keyed limiter and its configured burst.
 pub struct Policy {
@@ -57,8 +59,8 @@ impl Policy {
         }
     }
 
-    fn check(&self, key: &str) -> Verdict {
-        match self.limiter.check_key(&key.to_owned()) {
+    fn check(&self, key: &Arc<str>) -> Verdict {
+        match self.limiter.check_key(key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 Verdict {
@@ -127,7 +129,7 @@ impl Limits {
     }
 
     /// Counts a request of `session_id` by `client_id`; the verdict nearest to exhaustion.
-    pub fn check(&self, session_id: &str, client_id: &str) -> Verdict {
+    pub fn check(&self, session_id: &Arc<str>, client_id: &Arc<str>) -> Verdict {
         let session = self.session.check(session_id);
         if !session.allowed {
             return session;

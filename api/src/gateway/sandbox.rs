@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::GstContext;
 use crate::error::{ApiError, ErrorCode};
+use crate::gateway::view::CachedRegistration;
 use crate::openapi::{Problem, ServiceUnavailable};
 use crate::services::gsp::Registration;
 use crate::state::AppState;
@@ -21,16 +22,20 @@ fn context(req: &HttpRequest) -> Result<GstContext, ApiError> {
         .ok_or_else(|| ApiError::internal("gateway context missing"))
 }
 
-async fn registration(state: &AppState, gstin: &Arc<str>) -> Result<Arc<Registration>, ApiError> {
+async fn registration(state: &AppState, gstin: &Arc<str>) -> Result<Arc<CachedRegistration>, ApiError> {
     if let Some(found) = state.view.registration(gstin) {
         return Ok(found);
     }
     let key = gstin.to_string();
-    let found = state
+    let registration = state
         .db
         .run(move |conn| Ok(crate::services::gsp::search(conn, &key)))
         .await??;
-    let found = Arc::new(found);
+    let json = serde_json::to_vec(&registration).map_err(ApiError::internal)?;
+    let found = Arc::new(CachedRegistration {
+        registration,
+        json: json.into(),
+    });
     state.view.remember_registration(gstin.clone(), found.clone());
     Ok(found)
 }
@@ -54,7 +59,9 @@ async fn registration(state: &AppState, gstin: &Arc<str>) -> Result<Arc<Registra
 pub async fn taxpayer(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let ctx = context(&req)?;
     let found = registration(&state, &ctx.gstin).await?;
-    Ok(HttpResponse::Ok().json(&*found))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(found.json.clone()))
 }
 
 /// The financial year to report.
@@ -134,7 +141,8 @@ pub async fn returns(
     let ctx = context(&req)?;
     let start = parse_fy(&query.fy)
         .ok_or_else(|| ApiError::field(ErrorCode::ValidationFailed, "fy", "a financial year like 2025-26"))?;
-    let found = registration(&state, &ctx.gstin).await?;
+    let cached = registration(&state, &ctx.gstin).await?;
+    let found = &cached.registration;
     let today = state.clock.now().date_naive();
     let mut returns = Vec::with_capacity(24);
     for offset in 0..12u32 {

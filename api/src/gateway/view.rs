@@ -20,6 +20,8 @@ use crate::services::gsp::Registration;
 /// What the middleware needs to know of a session.
 #[derive(Debug)]
 pub struct SessionEntry {
+    /// The session's id (the rate limiter's key, shared rather than copied per request).
+    pub id: Arc<str>,
     /// The taxpayer it acts for.
     pub gstin: Arc<str>,
     /// The GSP client holding it.
@@ -36,7 +38,7 @@ pub struct GatewayView {
     access: DashMap<Arc<str>, ApiAccess>,
     generation: AtomicU64,
     touched: Mutex<HashSet<String>>,
-    registrations: DashMap<Arc<str>, Arc<Registration>>,
+    registrations: DashMap<Arc<str>, Arc<CachedRegistration>>,
     dialect_tokens: DashMap<String, Arc<DialectToken>>,
     clients: DashMap<String, Arc<CachedClient>>,
     sandbox_references: DashMap<String, Arc<SandboxReference>>,
@@ -62,6 +64,15 @@ pub struct SandboxReference {
     pub ret_period: String,
     /// The saving action (`RETSAVE`).
     pub action: String,
+}
+
+/// A taxpayer's registration details, with their JSON already written (the sandbox's hot answer).
+#[derive(Debug)]
+pub struct CachedRegistration {
+    /// The details.
+    pub registration: Registration,
+    /// Their JSON.
+    pub json: actix_web::web::Bytes,
 }
 
 /// What a GST System dialect `auth-token` stands for.
@@ -191,6 +202,7 @@ impl GatewayView {
             return Ok(None);
         };
         let entry = Arc::new(SessionEntry {
+            id: Arc::from(session_id),
             gstin: Arc::from(owner.gstin.as_str()),
             client_id: Arc::from(owner.session.gsp_client_id.as_str()),
             state: owner.session.state(),
@@ -238,12 +250,12 @@ impl GatewayView {
     }
 
     /// The cached registration details of a taxpayer (the sandbox's answer).
-    pub fn registration(&self, gstin: &str) -> Option<Arc<Registration>> {
+    pub fn registration(&self, gstin: &str) -> Option<Arc<CachedRegistration>> {
         self.registrations.get(gstin).map(|r| r.clone())
     }
 
     /// Caches registration details (they change only by re-provisioning).
-    pub fn remember_registration(&self, gstin: Arc<str>, registration: Arc<Registration>) {
+    pub fn remember_registration(&self, gstin: Arc<str>, registration: Arc<CachedRegistration>) {
         if self.registrations.len() > 100_000 {
             self.registrations.clear();
         }

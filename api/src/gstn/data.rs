@@ -50,7 +50,7 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<Admitted, GstnErro
     if token.expires_at <= now {
         return Err(GstnError::new("AUTH4038", "Session Expired"));
     }
-    let verdict = state.limits.check(&token.session_id, &token.client_id);
+    let verdict = state.limits.check(&session.id, &session.client_id);
     if !verdict.allowed {
         crate::gateway::note_rate_limited(verdict.policy);
         return Err(GstnError::with_status(
