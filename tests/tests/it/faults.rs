@@ -72,8 +72,10 @@ async fn postgres_going_away_answers_503_quickly_and_recovers_by_itself() {
     app.enable_access(&taxpayer, 24).await;
     let session = app.open_session(&gsp, &taxpayer).await;
     app.get("/health/ready", Auth::None).await.ok(200);
+    // Let the change feed apply the set-up's own events first (they clear cached entries), then warm
+    // the session, so it is served from memory while the database is away.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
     app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
 
     proxy.cut().await;
     for _ in 0..3 {
