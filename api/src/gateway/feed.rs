@@ -77,6 +77,7 @@ pub async fn follow_changes(state: Arc<AppState>) {
                     keys_changed |= apply(&state, change);
                     last = change.id;
                 }
+                state.view.set_feed_position(last);
                 if let Some(newest) = changes.last() {
                     let lag = state.clock.now() - gsp_gateway_storage::from_db(newest.at);
                     crate::metrics::set_change_feed_lag(lag.num_milliseconds().max(0) as f64 / 1000.0);

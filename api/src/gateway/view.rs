@@ -37,6 +37,7 @@ pub struct GatewayView {
     sessions: DashMap<String, Arc<SessionEntry>>,
     access: DashMap<Arc<str>, ApiAccess>,
     generation: AtomicU64,
+    feed_position: AtomicI64,
     touched: Mutex<HashSet<String>>,
     registrations: DashMap<Arc<str>, Arc<CachedRegistration>>,
     dialect_tokens: DashMap<String, Arc<DialectToken>>,
@@ -297,6 +298,16 @@ impl GatewayView {
     /// A return saved in the dialect sandbox.
     pub fn sandbox_reference(&self, reference_id: &str) -> Option<Arc<SandboxReference>> {
         self.sandbox_references.get(reference_id).map(|r| r.clone())
+    }
+
+    /// Records how far the change feed has been applied.
+    pub fn set_feed_position(&self, event_id: i64) {
+        self.feed_position.store(event_id, Ordering::SeqCst);
+    }
+
+    /// The id of the last audit event the change feed applied.
+    pub fn feed_position(&self) -> i64 {
+        self.feed_position.load(Ordering::SeqCst)
     }
 
     /// Number of cached sessions.

@@ -74,7 +74,17 @@ async fn postgres_going_away_answers_503_quickly_and_recovers_by_itself() {
     app.get("/health/ready", Auth::None).await.ok(200);
     // Let the change feed apply the set-up's own events first (they clear cached entries), then warm
     // the session, so it is served from memory while the database is away.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let head = app
+        .state
+        .db
+        .run(gsp_gateway_storage::repo::audit::head)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.state.view.feed_position() < head {
+        assert!(Instant::now() < deadline, "the change feed did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
 
     proxy.cut().await;
