@@ -17,6 +17,8 @@ use crate::services::taxpayer::{
 };
 use crate::state::{AppState, blocking};
 use crate::tokens::TokenKind;
+use gsp_gateway_storage::DbConn;
+use gsp_gateway_storage::repo::taxpayers::TaxpayerRow;
 
 /// A hash to verify against when the username is unknown, so timing does not reveal which usernames exist.
 fn decoy_hash() -> &'static Option<PasswordHash> {
@@ -57,6 +59,18 @@ async fn authenticate(
         return Err(refusal);
     }
     Ok(row)
+}
+
+/// Runs `work` with the taxpayer the token names, in one database call.
+async fn for_taxpayer<T: Send + 'static>(
+    state: &AppState,
+    taxpayer: Taxpayer,
+    work: impl FnOnce(&mut DbConn, &TaxpayerRow) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    state
+        .db
+        .run(move |conn| Ok(svc::require_taxpayer(conn, &taxpayer.gstin).and_then(|row| work(conn, &row))))
+        .await?
 }
 
 /// Log in as a taxpayer.
@@ -168,16 +182,11 @@ pub async fn get_api_access(
     taxpayer: Taxpayer,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    let view = state
-        .db
-        .run(move |conn| {
-            Ok((|| {
-                let row = svc::require_taxpayer(conn, &taxpayer.gstin)?;
-                let access = gsp_gateway_storage::repo::access::get(conn, &row.id)?;
-                Ok::<_, ApiError>(svc::access_view(&row.gstin, &access, now))
-            })())
-        })
-        .await??;
+    let view = for_taxpayer(&state, taxpayer, move |conn, row| {
+        let access = gsp_gateway_storage::repo::access::get(conn, &row.id)?;
+        Ok(svc::access_view(&row.gstin, &access, now))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -214,16 +223,11 @@ pub async fn set_api_access(
         None
     };
     let now = state.clock.now();
-    let (gstin, changed) = state
-        .db
-        .run(move |conn| {
-            Ok((|| {
-                let row = svc::require_taxpayer(conn, &taxpayer.gstin)?;
-                let changed = svc::change_access(conn, &row, duration, &caller, now)?;
-                Ok::<_, ApiError>((row.gstin, changed))
-            })())
-        })
-        .await??;
+    let (gstin, changed) = for_taxpayer(&state, taxpayer, move |conn, row| {
+        let changed = svc::change_access(conn, row, duration, &caller, now)?;
+        Ok((row.gstin.clone(), changed))
+    })
+    .await?;
     state
         .view
         .access_changed(&gstin, changed.access, &changed.revoked_sessions);
@@ -240,15 +244,10 @@ pub async fn set_api_access(
     ))]
 pub async fn list_sessions(state: web::Data<AppState>, taxpayer: Taxpayer) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    let list = state
-        .db
-        .run(move |conn| {
-            Ok((|| {
-                let row = svc::require_taxpayer(conn, &taxpayer.gstin)?;
-                svc::list_sessions(conn, &row, now)
-            })())
-        })
-        .await??;
+    let list = for_taxpayer(&state, taxpayer, move |conn, row| {
+        svc::list_sessions(conn, row, now)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(list))
 }
 
@@ -274,15 +273,10 @@ pub async fn revoke_session(
     let session_id = path.into_inner();
     let now = state.clock.now();
     let id = session_id.clone();
-    state
-        .db
-        .run(move |conn| {
-            Ok((|| {
-                let row = svc::require_taxpayer(conn, &taxpayer.gstin)?;
-                svc::revoke_session(conn, &row, &id, &caller, now)
-            })())
-        })
-        .await??;
+    for_taxpayer(&state, taxpayer, move |conn, row| {
+        svc::revoke_session(conn, row, &id, &caller, now)
+    })
+    .await?;
     state.view.session_revoked(&session_id);
     Ok(HttpResponse::NoContent().finish())
 }
@@ -299,15 +293,7 @@ pub async fn revoke_session(
     ))]
 pub async fn otp_requests(state: web::Data<AppState>, taxpayer: Taxpayer) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    let list = state
-        .db
-        .run(move |conn| {
-            Ok((|| {
-                let row = svc::require_taxpayer(conn, &taxpayer.gstin)?;
-                svc::inbox(conn, &row, now)
-            })())
-        })
-        .await??;
+    let list = for_taxpayer(&state, taxpayer, move |conn, row| svc::inbox(conn, row, now)).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(list))
