@@ -195,22 +195,12 @@ fn full_flow(base: &str, gstin: &str, username: &str) -> Flow {
         gsp["client_id"].as_str().unwrap().to_owned(),
         gsp["client_secret"].as_str().unwrap().to_owned(),
     );
-    let (_, login) = call(
-        reqwest::Method::POST,
-        format!("{base}/v1/taxpayer/login"),
-        None,
-        None,
-        Some(json!({"username": username, "password": password})),
+    let taxpayer_token = set_access(
+        base,
+        &password,
+        username,
+        json!({"enabled": true, "duration_hours": 24}),
     );
-    let taxpayer_token = login["access_token"].as_str().unwrap().to_owned();
-    let (status, _) = call(
-        reqwest::Method::PUT,
-        format!("{base}/v1/taxpayer/api-access"),
-        Some(&taxpayer_token),
-        None,
-        Some(json!({"enabled": true, "duration_hours": 24})),
-    );
-    assert_eq!(status, 200);
     let (otp, tokens) = consent(
         base,
         (&client_id, &client_secret),
@@ -499,23 +489,21 @@ fn otp_session(base: &str, flow: &Flow, gstin: &str, username: &str) -> String {
     tokens["access_token"].as_str().unwrap().to_owned()
 }
 
-fn set_access(base: &str, password: &str, username: &str, body: Value) {
+/// Logs the taxpayer in and changes their API access; returns the taxpayer token.
+fn set_access(base: &str, password: &str, username: &str, body: Value) -> String {
+    let credentials = json!({"username": username, "password": password});
     let (_, login) = call(
         reqwest::Method::POST,
         format!("{base}/v1/taxpayer/login"),
         None,
         None,
-        Some(json!({"username": username, "password": password})),
+        Some(credentials),
     );
     let token = login["access_token"].as_str().unwrap().to_owned();
-    let (status, _) = call(
-        reqwest::Method::PUT,
-        format!("{base}/v1/taxpayer/api-access"),
-        Some(&token),
-        None,
-        Some(body),
-    );
+    let url = format!("{base}/v1/taxpayer/api-access");
+    let (status, _) = call(reqwest::Method::PUT, url, Some(&token), None, Some(body));
     assert_eq!(status, 200);
+    token
 }
 
 /// Three gateways on one PostgreSQL. Run it by hand with `scripts/multi-instance.sh`.

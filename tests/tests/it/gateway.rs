@@ -77,19 +77,10 @@ async fn switching_access_off_refuses_the_very_next_call(backend: Backend) {
     app.gst("/v1/gst/taxpayer", &session.access_token)
         .await
         .assert_problem(403, "api_access_disabled");
-    let id = session.session_id.clone();
-    let revoked: Option<String> = app
-        .state
-        .db
-        .run(move |c| {
-            Ok(sessions::table
-                .find(id)
-                .select(sessions::revoked_reason)
-                .first(c)?)
-        })
-        .await
-        .unwrap();
-    assert_eq!(revoked.as_deref(), Some("access_disabled"));
+    assert_eq!(
+        app.revoked_reason(&session.session_id).await.as_deref(),
+        Some("access_disabled")
+    );
 }
 
 async fn revoking_one_session_leaves_the_others_working(backend: Backend) {

@@ -300,19 +300,10 @@ async fn refresh_tokens_are_single_use_and_reuse_revokes(backend: Backend) {
     app.refresh(&gsp, &next.refresh_token)
         .await
         .assert_problem(401, "session_revoked");
-    let id = session.session_id.clone();
-    let reason: Option<String> = app
-        .state
-        .db
-        .run(move |c| {
-            Ok(sessions::table
-                .find(id)
-                .select(sessions::revoked_reason)
-                .first(c)?)
-        })
-        .await
-        .unwrap();
-    assert_eq!(reason.as_deref(), Some("refresh_token_reused"));
+    assert_eq!(
+        app.revoked_reason(&session.session_id).await.as_deref(),
+        Some("refresh_token_reused")
+    );
 }
 
 async fn refresh_ends_with_the_access_window(backend: Backend) {

@@ -446,6 +446,23 @@ impl TestApp {
         TestSession::from(resp.ok(200))
     }
 
+    /// Why a session was revoked, as stored (None while it is not).
+    pub async fn revoked_reason(&self, session_id: &str) -> Option<String> {
+        use diesel::prelude::*;
+        use gsp_gateway_storage::schema::sessions;
+        let id = session_id.to_owned();
+        self.state
+            .db
+            .run(move |c| {
+                Ok(sessions::table
+                    .find(id)
+                    .select(sessions::revoked_reason)
+                    .first(c)?)
+            })
+            .await
+            .unwrap()
+    }
+
     /// A gateway call with a session token.
     pub async fn gst(&self, path: &str, token: &str) -> Resp {
         self.get(path, Auth::Bearer(token)).await
