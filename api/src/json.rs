@@ -128,13 +128,18 @@ fn missing_field(message: &str) -> Option<String> {
 
 /// `QueryConfig` error handler: 422 naming the parameter.
 pub fn query_error(error: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    query_problem(error).into()
+}
+
+/// A query string that does not deserialize: 422 `validation_failed` naming the parameter.
+pub fn query_problem(error: QueryPayloadError) -> ApiError {
     let message = strip_position(&error.to_string());
     let message = message
         .strip_prefix("Query deserialize error: ")
         .unwrap_or(&message)
         .to_owned();
     let field = missing_field(&message).unwrap_or_else(|| "query".to_owned());
-    ApiError::field(ErrorCode::ValidationFailed, &field, message).into()
+    ApiError::field(ErrorCode::ValidationFailed, &field, message)
 }
 
 /// `PathConfig` error handler: 404, a path that names nothing.

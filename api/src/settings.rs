@@ -173,6 +173,9 @@ impl Settings {
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err("the admin token must have at least 16 characters".into());
         }
+        if let Some(url) = self.upstream_url.as_deref() {
+            crate::gateway::forward::check_upstream_url(url)?;
+        }
         Ok(())
     }
 }

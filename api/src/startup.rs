@@ -88,7 +88,6 @@ impl Application {
         tokio::spawn(crate::gateway::feed::follow_changes(state.clone().into_inner()));
         tokio::spawn(crate::gateway::feed::housekeeping(state.clone().into_inner()));
         tokio::spawn(crate::gstn::keep_fresh(state.clone().into_inner()));
-        let upstream = state.settings.upstream_url.is_some();
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -97,7 +96,7 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 // The gateway scope first: every GSP call is routed by one prefix check.
-                .configure(|cfg| crate::gateway::configure(cfg, upstream))
+                .configure(crate::gateway::configure)
                 .app_data(web::Data::new(crate::gateway::forward::UpstreamClient::new(
                     &app_state.settings,
                 )))

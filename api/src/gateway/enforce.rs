@@ -1,16 +1,18 @@
-//! The enforcement middleware in front of every `/v1/gst/` call, in the contract's order:
+//! The enforcement in front of every `/v1/gst/` call, in the contract's order:
 //! token → live access window → session → rate limits → handler. No database on the hot path:
 //! claims come from the verified-token cache, sessions and windows from the in-memory view.
+//!
+//! It is the one handler of the `/v1/gst` scope rather than an actix middleware around routed
+//! resources: every GSP call passes here, and one function that admits and then dispatches costs less
+//! per call than a middleware layer, a second router and request extensions.
 
 use std::sync::Arc;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, ResponseError, web};
+use actix_web::http::header::{self, HeaderName};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use gsp_gateway_domain::authorize;
 
+use super::forward::UpstreamClient;
 use super::limits::Verdict;
 use crate::auth::{token_missing, token_refused};
 use crate::error::{ApiError, ErrorCode};
@@ -30,16 +32,19 @@ pub struct GstContext {
     pub session_id: Arc<str>,
 }
 
-fn bearer_of(req: &ServiceRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+/// The token of `Authorization: Bearer <token>`. Works on bytes: a JWT is plain ASCII, and this runs
+/// on every gateway call.
+fn bearer_of(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = std::str::from_utf8(rest.trim_ascii()).ok()?;
+    (!token.is_empty()).then_some(token)
 }
 
-async fn admit(state: &AppState, req: &ServiceRequest) -> Result<(GstContext, Verdict), ApiError> {
+async fn admit(state: &AppState, req: &HttpRequest) -> Result<(GstContext, Verdict), ApiError> {
     let token = bearer_of(req).ok_or_else(|| token_missing("gst"))?;
     let now = state.clock.now();
     let claims = state
@@ -83,37 +88,30 @@ async fn admit(state: &AppState, req: &ServiceRequest) -> Result<(GstContext, Ve
     Ok((context, verdict))
 }
 
-fn set(headers: &mut actix_web::http::header::HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
-    }
-}
-
-/// The middleware.
-pub async fn enforce(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(req.into_response(ApiError::internal("application state missing").error_response()));
-    };
-    match admit(&state, &req).await {
+/// Every call under `/v1/gst/`: admitted by the enforcement, then forwarded upstream or answered by the
+/// sandbox. Every answer, a refusal included, carries the RateLimit header fields.
+pub async fn gateway(
+    state: web::Data<AppState>,
+    upstream: web::Data<UpstreamClient>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let (mut response, verdict) = match admit(&state, &req).await {
         Ok((context, verdict)) => {
-            req.extensions_mut().insert(context);
-            let mut response = next.call(req).await?.map_into_boxed_body();
-            let headers = response.headers_mut();
-            set(headers, RATELIMIT_POLICY, state.limits.policy_header());
-            set(headers, RATELIMIT, &verdict.header());
-            Ok(response)
+            let served = if upstream.is_configured() {
+                super::forward::forward(&upstream, &context, &req, payload).await
+            } else {
+                super::sandbox::serve(&state, &context, &req).await
+            };
+            (served.unwrap_or_else(|e| e.error_response()), Some(verdict))
         }
-        Err(refusal) => {
-            let mut response = refusal.error_response();
-            let headers = response.headers_mut();
-            set(headers, RATELIMIT_POLICY, state.limits.policy_header());
-            if !headers.contains_key(RATELIMIT) {
-                set(headers, RATELIMIT, &state.limits.uncounted().header());
-            }
-            Ok(req.into_response(response))
-        }
+        Err(refusal) => (refusal.error_response(), None),
+    };
+    let headers = response.headers_mut();
+    headers.insert(RATELIMIT_POLICY, state.limits.policy_header());
+    if !headers.contains_key(RATELIMIT) {
+        let verdict = verdict.unwrap_or_else(|| state.limits.uncounted());
+        headers.insert(RATELIMIT, verdict.header_value());
     }
+    response
 }

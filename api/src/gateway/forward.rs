@@ -1,14 +1,32 @@
 //! Forwarding `/v1/gst/…` to the configured upstream GST service: method, path under the prefix, query
 //! and body streamed; `Authorization` and hop-by-hop headers dropped; the session's facts added.
+//!
+//! The client is hyper's pooled HTTP/1.1 client, one per worker thread (connections live on the runtime
+//! that uses them). One deadline covers the whole exchange: the answer's head and every chunk of its body.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderName};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::{Stream, StreamExt};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, BodyStream, Empty, StreamBody};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::time::{Instant, Sleep};
 
 use super::GstContext;
 use crate::error::{ApiError, ErrorCode};
 use crate::request_id;
-use crate::state::AppState;
+use crate::settings::Settings;
+
+type OutBody = UnsyncBoxBody<web::Bytes, std::io::Error>;
 
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
@@ -23,119 +41,318 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 fn forwardable(name: &HeaderName) -> bool {
-    name != header::AUTHORIZATION
-        && name != header::CONTENT_LENGTH
-        && !HOP_BY_HOP.contains(&name.as_str())
-        && !name.as_str().starts_with("x-taxpayer-")
-        && !name.as_str().starts_with("x-gsp-")
-        && name.as_str() != "x-session-id"
+    let name = name.as_str();
+    name != "authorization"
+        && name != "content-length"
+        && !HOP_BY_HOP.contains(&name)
+        && !name.starts_with("x-taxpayer-")
+        && !name.starts_with("x-gsp-")
+        && name != "x-session-id"
+        && name != "x-request-id"
 }
 
-/// The HTTP client towards the upstream: one per worker thread, so pooled connections live on the
-/// runtime that uses them.
+/// Where the upstream is: scheme and authority, and a path prefix (without its trailing slash).
 #[derive(Debug, Clone)]
-pub struct UpstreamClient(pub reqwest::Client);
+struct Base {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    prefix: String,
+}
+
+/// Checks an upstream URL: `http://host[:port][/prefix]` (TLS towards the upstream is not spoken here).
+pub fn check_upstream_url(url: &str) -> Result<(), String> {
+    parse_base(url).map(|_| ())
+}
+
+fn parse_base(url: &str) -> Result<Base, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("upstream URL {url:?} is not a URL: {e}"))?;
+    if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+        return Err(format!(
+            "upstream URL {url:?}: only http:// is supported (terminate TLS in front of the upstream)"
+        ));
+    }
+    if uri.query().is_some() {
+        return Err(format!("upstream URL {url:?} must not carry a query"));
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("upstream URL {url:?} names no host"))?;
+    Ok(Base {
+        scheme: http::uri::Scheme::HTTP,
+        authority,
+        prefix: uri.path().trim_end_matches('/').to_owned(),
+    })
+}
+
+/// The HTTP client towards the upstream: one per worker thread.
+#[derive(Debug, Clone)]
+pub struct UpstreamClient {
+    client: Client<HttpConnector, OutBody>,
+    base: Option<Base>,
+    timeout: Duration,
+    max_body: usize,
+}
 
 impl UpstreamClient {
-    /// A client with the configured connect timeout.
-    pub fn new(settings: &crate::settings::Settings) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_millis(
-                settings.upstream_connect_timeout_ms,
-            ))
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
-        Self(client)
+    /// A pooled client with the configured connect and total timeouts.
+    pub fn new(settings: &Settings) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(settings.upstream_connect_timeout_ms)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self {
+            client,
+            base: settings.upstream_url.as_deref().and_then(|u| parse_base(u).ok()),
+            timeout: Duration::from_millis(settings.upstream_timeout_ms),
+            max_body: settings.max_body_bytes,
+        }
     }
+}
+
+impl UpstreamClient {
+    /// True when an upstream is configured (otherwise the sandbox answers).
+    pub fn is_configured(&self) -> bool {
+        self.base.is_some()
+    }
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(
+        ErrorCode::UpstreamUnavailable,
+        "the upstream GST service could not be reached",
+    )
+}
+
+fn timed_out() -> ApiError {
+    ApiError::new(
+        ErrorCode::UpstreamTimeout,
+        "the upstream GST service did not answer in time",
+    )
+}
+
+/// The request body, handed from actix's worker-bound payload to the client through a channel, and
+/// cut off (with `overflowed` set) once it passes `limit` bytes.
+fn request_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    overflowed: Arc<AtomicBool>,
+) -> OutBody {
+    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    if !has_body {
+        return Empty::new().map_err(|never| match never {}).boxed_unsync();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(8);
+    actix_web::rt::spawn(async move {
+        let mut seen = 0usize;
+        while let Some(chunk) = payload.next().await {
+            let item = chunk
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|bytes| {
+                    seen += bytes.len();
+                    if seen > limit {
+                        overflowed.store(true, Ordering::Relaxed);
+                        Err(std::io::Error::other("request body over the limit"))
+                    } else {
+                        Ok(bytes)
+                    }
+                });
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|item| (item.map(hyper::body::Frame::data), rx))
+    });
+    StreamBody::new(frames).boxed_unsync()
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the body is larger than {limit} bytes"),
+    )
 }
 
 /// Forwards the request upstream and streams the answer back.
 pub async fn forward(
-    state: web::Data<AppState>,
-    upstream: web::Data<UpstreamClient>,
-    req: HttpRequest,
-    mut payload: web::Payload,
+    upstream: &UpstreamClient,
+    ctx: &GstContext,
+    req: &HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = req
-        .extensions()
-        .get::<GstContext>()
-        .cloned()
-        .ok_or_else(|| ApiError::internal("gateway context missing"))?;
-    let Some(base) = state.settings.upstream_url.as_deref() else {
+    let Some(base) = upstream.base.as_ref() else {
         return Err(ApiError::internal("forwarding without an upstream"));
     };
     let tail = req.path().strip_prefix("/v1/gst").unwrap_or("");
-    let mut url = format!("{}{}", base.trim_end_matches('/'), tail);
-    if !req.query_string().is_empty() {
-        url.push('?');
-        url.push_str(req.query_string());
+    let query = req.query_string();
+    let mut target = String::with_capacity(base.prefix.len() + tail.len() + query.len() + 2);
+    target.push_str(&base.prefix);
+    target.push_str(if tail.is_empty() { "/" } else { tail });
+    if !query.is_empty() {
+        target.push('?');
+        target.push_str(query);
     }
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+    let uri = http::Uri::builder()
+        .scheme(base.scheme.clone())
+        .authority(base.authority.clone())
+        .path_and_query(target)
+        .build()
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "the request target cannot be forwarded",
+            )
+        })?;
+    let method = http::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
-    let mut outgoing = upstream
-        .0
-        .request(method, url)
-        .timeout(std::time::Duration::from_millis(
-            state.settings.upstream_timeout_ms,
-        ));
+
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > upstream.max_body) {
+        return Err(too_large(upstream.max_body));
+    }
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let body = request_body(req, payload, upstream.max_body, overflowed.clone());
+    let mut outgoing = http::Request::new(body);
+    *outgoing.method_mut() = method;
+    *outgoing.uri_mut() = uri;
+    let headers = outgoing.headers_mut();
     for (name, value) in req.headers() {
-        if forwardable(name) {
-            outgoing = outgoing.header(name.as_str(), value.as_bytes());
+        if forwardable(name)
+            && let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_str().as_bytes()),
+                http::HeaderValue::from_bytes(value.as_bytes()),
+            )
+        {
+            headers.append(name, value);
         }
     }
-    outgoing = outgoing
-        .header("x-taxpayer-gstin", &*ctx.gstin)
-        .header("x-gsp-client-id", &*ctx.client_id)
-        .header("x-session-id", &*ctx.session_id)
-        .header("x-request-id", request_id::current());
-    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
-        || req.headers().contains_key(header::TRANSFER_ENCODING);
-    if has_body {
-        // actix's payload is bound to this worker thread; a channel hands its chunks to the client.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(8);
-        actix_web::rt::spawn(async move {
-            while let Some(chunk) = payload.next().await {
-                let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
+    for (name, value) in [
+        ("x-taxpayer-gstin", &*ctx.gstin),
+        ("x-gsp-client-id", &*ctx.client_id),
+        ("x-session-id", &*ctx.session_id),
+        ("x-request-id", &request_id::current()),
+    ] {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            headers.insert(http::HeaderName::from_static(name), value);
+        }
+    }
+
+    let mut deadline = Box::pin(tokio::time::sleep_until(Instant::now() + upstream.timeout));
+    let answer = tokio::select! {
+        answer = upstream.client.request(outgoing) => answer.map_err(|e| {
+            if overflowed.load(Ordering::Relaxed) {
+                return too_large(upstream.max_body);
             }
-        });
-        let stream =
-            futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        outgoing = outgoing.body(reqwest::Body::wrap_stream(stream));
+            tracing::warn!(error = %e, "upstream unavailable");
+            unavailable()
+        })?,
+        () = deadline.as_mut() => return Err(timed_out()),
+    };
+    if overflowed.load(Ordering::Relaxed) {
+        // The upstream answered before reading the whole body; it never saw all of it.
+        return Err(too_large(upstream.max_body));
     }
-    let upstream = outgoing.send().await.map_err(|e| {
-        if e.is_timeout() {
-            ApiError::new(
-                ErrorCode::UpstreamTimeout,
-                "the upstream GST service did not answer in time",
-            )
-        } else {
-            tracing::warn!(error = %e.without_url(), "upstream unavailable");
-            ApiError::new(
-                ErrorCode::UpstreamUnavailable,
-                "the upstream GST service could not be reached",
-            )
-        }
-    })?;
-    let status = actix_web::http::StatusCode::from_u16(upstream.status().as_u16()).map_err(|_| {
+
+    let status = actix_web::http::StatusCode::from_u16(answer.status().as_u16()).map_err(|_| {
         ApiError::new(
             ErrorCode::UpstreamUnavailable,
             "the upstream answered an invalid status",
         )
     })?;
     let mut response = HttpResponse::build(status);
-    for (name, value) in upstream.headers() {
-        let lower = name.as_str();
-        if !HOP_BY_HOP.contains(&lower) && lower != "content-length" {
-            response.append_header((lower, value.as_bytes()));
+    let mut length = None;
+    for (name, value) in answer.headers() {
+        let name = name.as_str();
+        if name == "content-length" {
+            length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+        } else if !HOP_BY_HOP.contains(&name) {
+            response.append_header((name, value.as_bytes()));
         }
     }
-    let body = upstream
-        .bytes_stream()
-        .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.without_url().to_string())));
-    Ok(response.streaming(body))
+    let body = Deadlined {
+        body: BodyStream::new(answer.into_body()),
+        deadline,
+    };
+    Ok(match length {
+        Some(length) => response.body(SizedStream::new(length, body)),
+        None => response.streaming(body),
+    })
+}
+
+/// The upstream's answer body, cut off with an error when the exchange's deadline passes.
+struct Deadlined {
+    body: BodyStream<hyper::body::Incoming>,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Stream for Deadlined {
+    type Item = Result<web::Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match Pin::new(&mut self.body).poll_next(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => return Poll::Ready(Some(Ok(data))),
+                    Err(_trailers) => continue,
+                },
+                Poll::Ready(Some(Err(error))) => {
+                    tracing::warn!(error = %error, "upstream body failed");
+                    return Poll::Ready(Some(Err(actix_web::error::ErrorBadGateway(
+                        "upstream body failed",
+                    ))));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {}
+            }
+            return match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    tracing::warn!("upstream body timed out");
+                    Poll::Ready(Some(Err(actix_web::error::ErrorGatewayTimeout(
+                        "upstream body timed out",
+                    ))))
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_upstream_url;
+
+    #[test]
+    fn only_plain_http_upstreams_without_a_query_are_accepted() {
+        for good in [
+            "http://127.0.0.1:9000",
+            "http://gst.internal/api/",
+            "http://[::1]:8080/v2",
+        ] {
+            assert!(check_upstream_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "https://gst.internal",
+            "ftp://gst.internal",
+            "gst.internal:80",
+            "http://h/p?x=1",
+            "",
+        ] {
+            assert!(check_upstream_url(bad).is_err(), "{bad}");
+        }
+    }
 }

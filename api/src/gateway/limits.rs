@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::header::HeaderValue;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -105,7 +106,7 @@ fn ceil_secs(wait: Duration) -> u64 {
 pub struct Limits {
     session: Policy,
     client: Policy,
-    policy_header: String,
+    policy_header: HeaderValue,
 }
 
 impl Limits {
@@ -117,10 +118,11 @@ impl Limits {
             settings.session_burst,
         );
         let client = Policy::new("client", settings.client_rate_per_second, settings.client_burst);
-        let policy_header = format!(
+        let policy_header = HeaderValue::from_str(&format!(
             "\"session\";q={};w=1, \"client\";q={};w=1",
             session.burst, client.burst
-        );
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
         Self {
             session,
             client,
@@ -153,9 +155,9 @@ impl Limits {
         self.session.untouched()
     }
 
-    /// `RateLimit-Policy` value.
-    pub fn policy_header(&self) -> &str {
-        &self.policy_header
+    /// `RateLimit-Policy` value (built once; cloning it shares the bytes).
+    pub fn policy_header(&self) -> HeaderValue {
+        self.policy_header.clone()
     }
 
     /// Forgets keys that have been idle long enough to be back at full burst (bounds memory).
@@ -176,5 +178,19 @@ impl Verdict {
     /// `RateLimit` value.
     pub fn header(&self) -> String {
         format!("\"{}\";r={};t={}", self.policy, self.remaining, self.reset_secs)
+    }
+
+    /// `RateLimit` value as a header value, written without a formatter (it is on every gateway answer).
+    pub fn header_value(&self) -> HeaderValue {
+        let mut buffer = itoa::Buffer::new();
+        let mut text = Vec::with_capacity(40);
+        text.push(b'"');
+        text.extend_from_slice(self.policy.as_bytes());
+        text.extend_from_slice(b"\";r=");
+        text.extend_from_slice(buffer.format(self.remaining).as_bytes());
+        text.extend_from_slice(b";t=");
+        text.extend_from_slice(buffer.format(self.reset_secs).as_bytes());
+        HeaderValue::from_maybe_shared(actix_web::web::Bytes::from(text))
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 }

@@ -9,7 +9,7 @@ pub mod sandbox;
 pub mod tokens_cache;
 pub mod view;
 
-pub use enforce::{GstContext, enforce};
+pub use enforce::{GstContext, gateway};
 pub use limits::Limits;
 pub use tokens_cache::ClaimsCache;
 pub use view::{DialectToken, GatewayView};
@@ -20,18 +20,8 @@ pub fn note_rate_limited(policy: &'static str) {
     crate::metrics::rate_limited(policy);
 }
 
-/// Registers the `/v1/gst` scope: enforcement first, then the sandbox or the forwarder.
-pub fn configure(cfg: &mut actix_web::web::ServiceConfig, upstream: bool) {
-    use actix_web::middleware::from_fn;
+/// Registers the `/v1/gst` scope: one handler that enforces, then forwards or answers from the sandbox.
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     use actix_web::web;
-    let scope = web::scope("/v1/gst").wrap(from_fn(enforce));
-    let scope = if upstream {
-        scope.default_service(web::to(forward::forward))
-    } else {
-        scope
-            .service(crate::routes::resource("/taxpayer").route(web::get().to(sandbox::taxpayer)))
-            .service(crate::routes::resource("/returns").route(web::get().to(sandbox::returns)))
-            .default_service(web::to(sandbox::unknown))
-    };
-    cfg.service(scope);
+    cfg.service(web::scope("/v1/gst").default_service(web::to(enforce::gateway)));
 }

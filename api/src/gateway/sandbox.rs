@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::http::{Method, header};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -11,15 +12,34 @@ use utoipa::{IntoParams, ToSchema};
 use super::GstContext;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::view::CachedRegistration;
+use crate::json::query_problem;
 use crate::openapi::{Problem, ServiceUnavailable};
 use crate::services::gsp::Registration;
 use crate::state::AppState;
 
-fn context(req: &HttpRequest) -> Result<GstContext, ApiError> {
-    req.extensions()
-        .get::<GstContext>()
-        .cloned()
-        .ok_or_else(|| ApiError::internal("gateway context missing"))
+/// Answers a call the enforcement admitted: `GET /v1/gst/taxpayer`, `GET /v1/gst/returns?fy=`; other
+/// methods on those paths 405, other paths 404.
+pub async fn serve(state: &AppState, ctx: &GstContext, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
+    let path = req.path().strip_prefix("/v1/gst").unwrap_or_default();
+    if !matches!(path, "/taxpayer" | "/returns") {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("the sandbox has no {} {}", req.method(), req.path()),
+        ));
+    }
+    if req.method() != Method::GET {
+        return Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{} is not allowed on {}; allowed: GET", req.method(), req.path()),
+        )
+        .with_header(header::ALLOW, "GET"));
+    }
+    if path == "/taxpayer" {
+        taxpayer(state, ctx).await
+    } else {
+        let query = web::Query::<ReturnsQuery>::from_query(req.query_string()).map_err(query_problem)?;
+        returns(state, ctx, &query).await
+    }
 }
 
 async fn registration(state: &AppState, gstin: &Arc<str>) -> Result<Arc<CachedRegistration>, ApiError> {
@@ -56,9 +76,8 @@ async fn registration(state: &AppState, gstin: &Arc<str>) -> Result<Arc<CachedRe
         (status = 503, response = ServiceUnavailable),
         (status = 504, description = "`upstream_timeout`: the upstream GST service did not answer in time", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn taxpayer(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&req)?;
-    let found = registration(&state, &ctx.gstin).await?;
+pub async fn taxpayer(state: &AppState, ctx: &GstContext) -> Result<HttpResponse, ApiError> {
+    let found = registration(state, &ctx.gstin).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(found.json.clone()))
@@ -134,14 +153,13 @@ fn parse_fy(fy: &str) -> Option<i32> {
         (status = 504, description = "`upstream_timeout`: the upstream GST service did not answer in time", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn returns(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    query: web::Query<ReturnsQuery>,
+    state: &AppState,
+    ctx: &GstContext,
+    query: &ReturnsQuery,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = context(&req)?;
     let start = parse_fy(&query.fy)
         .ok_or_else(|| ApiError::field(ErrorCode::ValidationFailed, "fy", "a financial year like 2025-26"))?;
-    let cached = registration(&state, &ctx.gstin).await?;
+    let cached = registration(state, &ctx.gstin).await?;
     let found = &cached.registration;
     let today = state.clock.now().date_naive();
     let mut returns = Vec::with_capacity(24);
@@ -183,12 +201,4 @@ pub async fn returns(
         fy: query.fy.clone(),
         returns,
     }))
-}
-
-/// Any other `/v1/gst/` path in sandbox mode.
-pub async fn unknown(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        ErrorCode::NotFound,
-        format!("the sandbox has no {} {}", req.method(), req.path()),
-    ))
 }

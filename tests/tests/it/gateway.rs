@@ -22,6 +22,7 @@ on_both_backends!(
     the_sandbox_serves_taxpayer_and_returns,
     forwarding_carries_the_session_facts_and_not_authorization,
     an_upstream_that_is_down_or_hangs_gives_502_or_504,
+    forwarding_streams_bodies_up_to_the_limit_and_keeps_lengths,
     no_call_started_after_switch_off_is_admitted,
     a_revocation_through_one_instance_reaches_another,
     usage_is_recorded_to_the_minute_without_a_write_per_call,
@@ -226,11 +227,22 @@ async fn the_sandbox_serves_taxpayer_and_returns(backend: Backend) {
         .assert_problem(401, "token_invalid");
 }
 
-/// A test upstream: echoes what it received; `/slow` never answers in time.
+/// A test upstream: echoes what it received; `/slow` never answers in time; `/stall` sends its head
+/// and the start of its body, then stalls.
 async fn spawn_upstream() -> String {
     async fn echo(req: HttpRequest, body: web::Bytes) -> HttpResponse {
         if req.path() == "/slow" {
             tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        if req.path() == "/stall" {
+            let start = futures_util::stream::once(async {
+                Ok::<_, actix_web::Error>(web::Bytes::from_static(b"{\"partial\":"))
+            });
+            let rest = futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, actix_web::Error>(web::Bytes::from_static(b"true}"))
+            });
+            return HttpResponse::Ok().streaming(futures_util::StreamExt::chain(start, rest));
         }
         let headers: serde_json::Map<String, Value> = req
             .headers()
@@ -242,10 +254,14 @@ async fn spawn_upstream() -> String {
                          "headers": headers, "body": String::from_utf8_lossy(&body)}),
         )
     }
-    let server = HttpServer::new(|| App::new().default_service(web::to(echo)))
-        .workers(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = HttpServer::new(|| {
+        App::new()
+            .app_data(web::PayloadConfig::new(8 * 1024 * 1024))
+            .default_service(web::to(echo))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
     let port = server.addrs()[0].port();
     tokio::spawn(server.run());
     format!("http://127.0.0.1:{port}")
@@ -308,6 +324,78 @@ async fn an_upstream_that_is_down_or_hangs_gives_502_or_504(backend: Backend) {
     app.gst("/v1/gst/taxpayer", &session.access_token)
         .await
         .assert_problem(502, "upstream_unavailable");
+}
+
+async fn forwarding_streams_bodies_up_to_the_limit_and_keeps_lengths(backend: Backend) {
+    let upstream = spawn_upstream().await;
+    let (app, _t, _g, session) = live_session_with(backend, |s| {
+        s.upstream_url = Some(upstream);
+        s.max_body_bytes = 256 * 1024;
+        s.upstream_timeout_ms = 1_000;
+    })
+    .await;
+    let url = format!("{}/v1/gst/returns/gstr1", app.address);
+    let put = |body: reqwest::Body| {
+        app.client
+            .put(&url)
+            .bearer_auth(&session.access_token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    // A body at the limit arrives whole; the answer keeps the upstream's length (no chunking).
+    let whole = "x".repeat(256 * 1024);
+    let resp = put(whole.clone().into()).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    assert!(
+        resp.headers().get("transfer-encoding").is_none(),
+        "{:?}",
+        resp.headers()
+    );
+    let length: usize = resp.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert!(length > whole.len());
+    assert_eq!(body["body"].as_str().map(str::len), Some(whole.len()));
+
+    // One byte more is refused before anything is forwarded, declared or streamed.
+    let over = "x".repeat(256 * 1024 + 1);
+    let resp = put(over.clone().into()).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["code"], "payload_too_large");
+    let chunks: Vec<Result<String, std::io::Error>> = over
+        .as_bytes()
+        .chunks(16 * 1024)
+        .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
+        .collect();
+    let resp = put(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413, "a chunked body over the limit");
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["code"], "payload_too_large");
+
+    // An upstream that stalls mid-body is cut off at the deadline: the client sees the answer break
+    // rather than hang.
+    let resp = app
+        .client
+        .get(format!("{}/v1/gst/stall", app.address))
+        .bearer_auth(&session.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let started = std::time::Instant::now();
+    assert!(resp.bytes().await.is_err(), "a stalled body must not complete");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut off at the 1 s deadline, not the upstream's 5 s"
+    );
 }
 
 async fn no_call_started_after_switch_off_is_admitted(backend: Backend) {
