@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
     OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    to_hex(&bytes)
 }
 
 /// `n` random bytes from the operating system's CSPRNG, as URL-safe Base64 without padding.
@@ -26,7 +26,28 @@ pub fn random_token(n: usize) -> String {
 
 /// SHA-256 of `value`, as lower-case hex.
 pub fn sha256_hex(value: &str) -> String {
-    hex::encode(Sha256::digest(value.as_bytes()))
+    to_hex(&sha256(value))
+}
+
+/// SHA-256 of `value`.
+pub fn sha256(value: &str) -> [u8; 32] {
+    Sha256::digest(value.as_bytes()).into()
+}
+
+/// Lower-case hex (a table lookup per nibble: the dialect hashes a token and a secret per call).
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for &byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 /// Compares two strings in time that depends only on their lengths.
@@ -56,6 +77,21 @@ mod tests {
         assert_eq!(new_client_secret().len(), 64);
         assert_ne!(new_client_secret(), new_client_secret());
         assert_eq!(random_token(32).len(), 43);
+    }
+
+    #[test]
+    fn hex_and_hashes_match_the_reference_encodings() {
+        assert_eq!(to_hex(&[0x00, 0x7f, 0x80, 0xff, 0x1a]), "007f80ff1a");
+        assert_eq!(to_hex(&[]), "");
+        // FIPS 180-2 test vector.
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(hex::encode(sha256("gsp-gateway")), sha256_hex("gsp-gateway"));
+        assert!(constant_time_eq_bytes(b"same", b"same"));
+        assert!(!constant_time_eq_bytes(b"same", b"sane"));
+        assert!(!constant_time_eq_bytes(b"same", b"same!"));
     }
 
     #[test]

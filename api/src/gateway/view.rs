@@ -40,7 +40,7 @@ pub struct GatewayView {
     feed_position: AtomicI64,
     touched: Mutex<HashSet<String>>,
     registrations: DashMap<Arc<str>, Arc<CachedRegistration>>,
-    dialect_tokens: DashMap<String, Arc<DialectToken>>,
+    dialect_tokens: DashMap<[u8; 32], Arc<DialectToken>>,
     clients: DashMap<String, Arc<CachedClient>>,
     sandbox_references: DashMap<String, Arc<SandboxReference>>,
 }
@@ -48,8 +48,11 @@ pub struct GatewayView {
 /// A GSP client's stored credentials, cached for the dialect's per-call client check.
 #[derive(Debug)]
 pub struct CachedClient {
-    /// SHA-256 (hex) of the secret.
-    pub secret_hash: String,
+    /// The client id.
+    pub client_id: String,
+    /// SHA-256 of the secret (decoded from its stored hex; `None` if that is corrupt, which refuses
+    /// every secret).
+    pub secret_digest: Option<[u8; 32]>,
     /// Display name.
     pub name: String,
     /// Disabled clients are refused.
@@ -89,6 +92,8 @@ pub struct DialectToken {
     pub expires_at: DateTime<Utc>,
     /// The session key (Base64), which encrypts payloads.
     pub sek: String,
+    /// The session key, decoded (`None` if the stored one is corrupt, which refuses every call).
+    pub sek_key: Option<crate::gstn::AesKey>,
     /// The client's app key (Base64).
     pub app_key: String,
 }
@@ -127,17 +132,17 @@ impl GatewayView {
             .retain(|_, token| token.session_id != session_id);
     }
 
-    /// The dialect token with this hash, from memory or (once) from the database.
+    /// The dialect token with this SHA-256, from memory or (once) from the database.
     pub async fn dialect_token(
         &self,
         db: &Db,
-        token_hash: &str,
+        token_hash: &[u8; 32],
     ) -> Result<Option<Arc<DialectToken>>, StorageError> {
         if let Some(found) = self.dialect_tokens.get(token_hash).map(|t| t.clone()) {
             return Ok(Some(found));
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let hash = token_hash.to_owned();
+        let hash = gsp_gateway_domain::secret::to_hex(token_hash);
         let Some(owner) = db
             .run(move |conn| sessions::find_by_gstn_token(conn, &hash))
             .await?
@@ -152,7 +157,11 @@ impl GatewayView {
         ) else {
             return Ok(None);
         };
+        let sek_key = crate::gstn::crypto::b64_decode(&sek)
+            .ok()
+            .and_then(|bytes| crate::gstn::AesKey::try_from(bytes.as_slice()).ok());
         let token = Arc::new(DialectToken {
+            sek_key,
             session_id: session.id,
             gstin: owner.gstin,
             client_id: session.gsp_client_id,
@@ -164,7 +173,7 @@ impl GatewayView {
             if self.dialect_tokens.len() > 200_000 {
                 self.dialect_tokens.clear();
             }
-            self.dialect_tokens.insert(token_hash.to_owned(), token.clone());
+            self.dialect_tokens.insert(*token_hash, token.clone());
         }
         Ok(Some(token))
     }
@@ -275,8 +284,11 @@ impl GatewayView {
         else {
             return Ok(None);
         };
+        let mut digest = [0u8; 32];
+        let decoded = hex::decode_to_slice(&row.secret_hash, &mut digest).is_ok();
         let cached = Arc::new(CachedClient {
-            secret_hash: row.secret_hash,
+            client_id: row.client_id,
+            secret_digest: decoded.then_some(digest),
             name: row.name,
             enabled: row.enabled,
         });

@@ -227,11 +227,21 @@ pub fn encrypt_response(sek: &AesKey, json: &[u8]) -> EncryptedResponse {
 
 /// [`encrypt_response`] with a given REK; deterministic, for test vectors.
 pub fn encrypt_response_with_rek(sek: &AesKey, rek: &AesKey, json: &[u8]) -> EncryptedResponse {
-    let b = b64_encode(json);
+    // `B` is written into a buffer with room for the padding, MAC'd, then encrypted in place.
+    let b_len = base64::encoded_len(json.len(), true).unwrap_or(0);
+    let mut buffer = vec![0u8; b_len + AES_BLOCK];
+    let written = STANDARD.encode_slice(json, &mut buffer).unwrap_or(0);
+    let hmac = b64_encode(&hmac_sha256(rek, &buffer[..written]));
+    let data =
+        match ecb::Encryptor::<Aes256>::new(rek.into()).encrypt_padded_mut::<Pkcs7>(&mut buffer, written) {
+            Ok(ciphertext) => b64_encode(ciphertext),
+            // Unreachable: the buffer has a whole block of room for the padding.
+            Err(_) => b64_encode(&aes_encrypt(rek, &buffer[..written])),
+        };
     EncryptedResponse {
-        data: b64_encode(&aes_encrypt(rek, b.as_bytes())),
+        data,
         rek: b64_encode(&aes_encrypt(sek, rek)),
-        hmac: b64_encode(&hmac_sha256(rek, b.as_bytes())),
+        hmac,
     }
 }
 

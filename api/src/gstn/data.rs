@@ -2,17 +2,19 @@
 //! session, rate limits, from memory), payloads decrypted and their HMAC checked, then forwarded to
 //! the upstream as plain JSON or answered by the sandbox, and the answer encrypted under a fresh REK.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::header::ContentType;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
 use gsp_gateway_domain::authorize;
-use gsp_gateway_domain::secret::sha256_hex;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use gsp_gateway_domain::secret::sha256;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::crypto::{self, AesKey};
-use super::dialect::{self, GstnError, check_client, check_state_code, header};
+use super::dialect::{self, GstnError, StatusCd, check_state_code, header, headers, verify_client};
 use crate::gateway::DialectToken;
 use crate::gateway::view::SandboxReference;
 use crate::state::AppState;
@@ -25,17 +27,17 @@ struct Admitted {
 
 async fn admit(state: &AppState, req: &HttpRequest) -> Result<Admitted, GstnError> {
     let headers = req.headers();
-    let client = check_client(state, headers).await?;
-    let token_text = header(headers, "auth-token")
+    let client = verify_client(state, headers).await?;
+    let token_text = header(headers, &headers::AUTH_TOKEN)
         .filter(|t| !t.is_empty())
         .ok_or_else(GstnError::invalid_session)?;
     let token = state
         .view
-        .dialect_token(&state.db, &sha256_hex(token_text))
+        .dialect_token(&state.db, &sha256(token_text))
         .await?
         .filter(|t| t.client_id == client.client_id)
         .ok_or_else(GstnError::invalid_session)?;
-    let gstin = header(headers, "gstin").ok_or_else(|| GstnError::missing("gstin"))?;
+    let gstin = header(headers, &headers::GSTIN).ok_or_else(|| GstnError::missing("gstin"))?;
     if !gstin.eq_ignore_ascii_case(&token.gstin) {
         return Err(GstnError::invalid_session());
     }
@@ -63,13 +65,43 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<Admitted, GstnErro
         ));
     }
     state.view.mark_used(&token.session_id, &session, now);
-    let sek = decode_key(&token.sek)?;
+    let sek = token.sek_key.ok_or_else(GstnError::invalid_session)?;
     Ok(Admitted { token, sek })
 }
 
-fn decode_key(text: &str) -> Result<AesKey, GstnError> {
-    let bytes = crypto::b64_decode(text).map_err(|_| GstnError::invalid_session())?;
-    <AesKey>::try_from(bytes.as_slice()).map_err(|_| GstnError::invalid_session())
+/// The query string's parameters, in order (the dialect's GETs carry a handful; borrowed unless
+/// percent-encoded).
+struct Query<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'a> Query<'a> {
+    fn parse(text: &'a str) -> Self {
+        Self(form_urlencoded::parse(text.as_bytes()).collect())
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_ref())
+    }
+}
+
+/// The success envelope of a data response: `{"status_cd":"1","data":…,"rek":…,"hmac":…}`. Written
+/// by hand: the three fields are Base64, whose alphabet needs no JSON escaping.
+fn encrypted_answer(status: StatusCd, answer: &crypto::EncryptedResponse) -> Vec<u8> {
+    let mut json = Vec::with_capacity(answer.data.len() + answer.rek.len() + answer.hmac.len() + 48);
+    json.extend_from_slice(b"{\"status_cd\":");
+    json.extend_from_slice(status.json().as_bytes());
+    for (name, value) in [
+        ("data", &answer.data),
+        ("rek", &answer.rek),
+        ("hmac", &answer.hmac),
+    ] {
+        json.extend_from_slice(b",\"");
+        json.extend_from_slice(name.as_bytes());
+        json.extend_from_slice(b"\":\"");
+        json.extend_from_slice(value.as_bytes());
+        json.push(b'"');
+    }
+    json.push(b'}');
+    json
 }
 
 /// An encrypted write body.
@@ -80,6 +112,11 @@ struct EncryptedBody {
     hmac: Option<String>,
 }
 
+fn to_json(value: &impl Serialize) -> Result<Vec<u8>, GstnError> {
+    serde_json::to_vec(value)
+        .map_err(|_| GstnError::with_status(StatusCode::INTERNAL_SERVER_ERROR, "TEC4001", "Internal error"))
+}
+
 /// The handler for every data call.
 pub async fn data_call(
     state: &AppState,
@@ -88,35 +125,30 @@ pub async fn data_call(
     resource: &str,
     body: &[u8],
 ) -> HttpResponse {
-    match serve(state, req, version, resource, body).await {
-        Ok((sek, answer)) => {
-            let encrypted = crypto::encrypt_response(&sek, answer.to_string().as_bytes());
-            let mut fields = Map::new();
-            fields.insert("data".into(), json!(encrypted.data));
-            fields.insert("rek".into(), json!(encrypted.rek));
-            fields.insert("hmac".into(), json!(encrypted.hmac));
-            dialect::success(&state.settings, fields)
-        }
+    let answered = serve(state, req, version, resource, body)
+        .await
+        .map(|(sek, answer)| {
+            encrypted_answer(
+                StatusCd::success(&state.settings),
+                &crypto::encrypt_response(&sek, &answer),
+            )
+        });
+    match answered {
+        Ok(json) => HttpResponse::Ok().content_type(ContentType::json()).body(json),
         Err(error) => dialect::failure(&state.settings, &error),
     }
 }
 
+/// Admits the call, then answers it: the JSON to encrypt, and the session key to encrypt it with.
 async fn serve(
     state: &AppState,
     req: &HttpRequest,
     version: &str,
     resource: &str,
     body: &[u8],
-) -> Result<(AesKey, Value), GstnError> {
+) -> Result<(AesKey, Vec<u8>), GstnError> {
     let admitted = admit(state, req).await?;
-    let query: Map<String, Value> = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map(|q| {
-            q.into_inner()
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = Query::parse(req.query_string());
     let (action, payload) = if matches!(*req.method(), Method::PUT | Method::POST) {
         let envelope: EncryptedBody =
             serde_json::from_slice(body).map_err(|_| GstnError::new("GEN5007", "Malformed request"))?;
@@ -138,13 +170,12 @@ async fn serve(
     } else {
         let action = query
             .get("action")
-            .and_then(Value::as_str)
             .ok_or_else(|| GstnError::missing("action"))?
             .to_owned();
         (action, None)
     };
     let answer = if state.settings.upstream_url.is_some() {
-        forward(state, req, version, resource, &admitted.token, payload).await?
+        to_json(&forward(state, req, version, resource, &admitted.token, payload).await?)?
     } else {
         sandbox(
             state,
@@ -230,11 +261,10 @@ async fn forward(
     Ok(answer)
 }
 
-fn ret_period(req: &HttpRequest, query: &Map<String, Value>) -> Result<String, GstnError> {
+fn ret_period(req: &HttpRequest, query: &Query) -> Result<String, GstnError> {
     let period = query
         .get("ret_period")
         .or_else(|| query.get("rtnprd"))
-        .and_then(Value::as_str)
         .map(str::to_owned)
         .or_else(|| {
             header(req.headers(), "ret_period")
@@ -252,42 +282,114 @@ fn ret_period(req: &HttpRequest, query: &Map<String, Value>) -> Result<String, G
     }
 }
 
+/// GSTR-1 `B2B`: one supplier's invoices (one invoice per period in the sandbox).
+#[derive(Serialize)]
+struct B2bSection<'a> {
+    b2b: [B2bSupplier<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct B2bSupplier<'a> {
+    ctin: &'a str,
+    cfs: &'a str,
+    inv: [B2bInvoice<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct B2bInvoice<'a> {
+    inum: String,
+    idt: String,
+    val: f64,
+    pos: &'a str,
+    rchrg: &'a str,
+    inv_typ: &'a str,
+    itms: [B2bItem; 1],
+}
+
+#[derive(Serialize)]
+struct B2bItem {
+    num: u32,
+    itm_det: ItemDetail,
+}
+
+#[derive(Serialize)]
+struct ItemDetail {
+    rt: f64,
+    txval: f64,
+    iamt: f64,
+    csamt: f64,
+}
+
+/// GSTR-1 `RETSUM`: the return's summary by section.
+#[derive(Serialize)]
+struct ReturnSummary<'a> {
+    gstin: &'a str,
+    ret_period: String,
+    summ_typ: &'a str,
+    sec_sum: [SectionSummary<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct SectionSummary<'a> {
+    sec_nm: &'a str,
+    ttl_rec: u32,
+    ttl_val: f64,
+    ttl_tax: f64,
+    ttl_igst: f64,
+}
+
 /// The built-in sandbox of the dialect: GSTR-1 sections, RETSAVE and RETSTATUS, per the spec's shapes.
 fn sandbox(
     state: &AppState,
     req: &HttpRequest,
     resource: &str,
     action: &str,
-    query: &Map<String, Value>,
+    query: &Query,
     payload: Option<&Value>,
     token: &DialectToken,
-) -> Result<Value, GstnError> {
+) -> Result<Vec<u8>, GstnError> {
     let resource = resource.trim_end_matches('/');
     match (req.method().clone(), resource, action) {
         (Method::GET, "returns/gstr1", "B2B") => {
             let period = ret_period(req, query)?;
-            Ok(json!({"b2b": [{
-                "ctin": "27AAPFU0939F1ZV",
-                "cfs": "Y",
-                "inv": [{
-                    "inum": format!("S{}{}", &period[..2], &token.gstin[2..7]),
-                    "idt": format!("15-{}-{}", &period[..2], &period[2..]),
-                    "val": 11800.0,
-                    "pos": "27",
-                    "rchrg": "N",
-                    "inv_typ": "R",
-                    "itms": [{"num": 1, "itm_det": {"rt": 18.0, "txval": 10000.0, "iamt": 1800.0, "csamt": 0.0}}]
-                }]
-            }]}))
+            to_json(&B2bSection {
+                b2b: [B2bSupplier {
+                    ctin: "27AAPFU0939F1ZV",
+                    cfs: "Y",
+                    inv: [B2bInvoice {
+                        inum: format!("S{}{}", &period[..2], &token.gstin[2..7]),
+                        idt: format!("15-{}-{}", &period[..2], &period[2..]),
+                        val: 11800.0,
+                        pos: "27",
+                        rchrg: "N",
+                        inv_typ: "R",
+                        itms: [B2bItem {
+                            num: 1,
+                            itm_det: ItemDetail {
+                                rt: 18.0,
+                                txval: 10000.0,
+                                iamt: 1800.0,
+                                csamt: 0.0,
+                            },
+                        }],
+                    }],
+                }],
+            })
         }
         (Method::GET, "returns/gstr1", "RETSUM") => {
             let period = ret_period(req, query)?;
-            Ok(json!({
-                "gstin": token.gstin,
-                "ret_period": period,
-                "summ_typ": "L",
-                "sec_sum": [{"sec_nm": "B2B", "ttl_rec": 1, "ttl_val": 11800.0, "ttl_tax": 10000.0, "ttl_igst": 1800.0}]
-            }))
+            to_json(&ReturnSummary {
+                gstin: &token.gstin,
+                ret_period: period,
+                summ_typ: "L",
+                sec_sum: [SectionSummary {
+                    sec_nm: "B2B",
+                    ttl_rec: 1,
+                    ttl_val: 11800.0,
+                    ttl_tax: 10000.0,
+                    ttl_igst: 1800.0,
+                }],
+            })
         }
         (Method::PUT, "returns/gstr1", "RETSAVE") => {
             let payload = payload.ok_or_else(|| GstnError::missing("data"))?;
@@ -316,21 +418,20 @@ fn sandbox(
                     action: "SAVE".into(),
                 },
             );
-            Ok(json!({"reference_id": reference_id}))
+            to_json(&json!({"reference_id": reference_id}))
         }
         (Method::GET, "returns", "RETSTATUS") => {
             let reference_id = query
                 .get("ref_id")
                 .or_else(|| query.get("trans_id"))
-                .and_then(Value::as_str)
                 .ok_or_else(|| GstnError::missing("ref_id"))?;
             let saved = state
                 .view
                 .sandbox_reference(reference_id)
                 .filter(|r| r.gstin == token.gstin)
                 .ok_or_else(|| GstnError::new("RET11409", "Invalid reference id"))?;
-            Ok(
-                json!({"form_typ": "R1", "status_cd": "P", "action": saved.action, "ret_period": saved.ret_period}),
+            to_json(
+                &json!({"form_typ": "R1", "status_cd": "P", "action": saved.action, "ret_period": saved.ret_period}),
             )
         }
         _ => Err(GstnError::new(

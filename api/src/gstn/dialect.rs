@@ -8,12 +8,16 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse};
-use gsp_gateway_domain::secret::{constant_time_eq, sha256_hex};
+use std::sync::Arc;
+
+use actix_web::http::header::AsHeaderName;
+use gsp_gateway_domain::secret::{constant_time_eq_bytes, sha256};
 use gsp_gateway_storage::StorageError;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
+use crate::gateway::view::CachedClient;
 use crate::services::gsp::GspClient;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -131,6 +135,35 @@ fn status_value(settings: &Settings, ok: bool) -> Value {
     }
 }
 
+/// `status_cd`: `"1"`/`"0"`, or `1`/`0` when the numeric setting is on.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusCd {
+    numeric: bool,
+    ok: bool,
+}
+
+impl StatusCd {
+    /// Success, as the settings write it.
+    pub fn success(settings: &Settings) -> Self {
+        Self {
+            numeric: settings.gstn_numeric_status_cd,
+            ok: true,
+        }
+    }
+}
+
+impl StatusCd {
+    /// The value as JSON text.
+    pub fn json(self) -> &'static str {
+        match (self.numeric, self.ok) {
+            (true, true) => "1",
+            (true, false) => "0",
+            (false, true) => "\"1\"",
+            (false, false) => "\"0\"",
+        }
+    }
+}
+
 /// `{"status_cd":"1", …fields}`.
 pub fn success(settings: &Settings, fields: Map<String, Value>) -> HttpResponse {
     let mut body = Map::new();
@@ -150,18 +183,35 @@ pub fn failure(settings: &Settings, error: &GstnError) -> HttpResponse {
     response.json(body)
 }
 
+/// The dialect's request headers, named once (a name given as text is parsed on every lookup).
+pub mod headers {
+    use actix_web::http::header::HeaderName;
+
+    /// `clientid`.
+    pub const CLIENT_ID: HeaderName = HeaderName::from_static("clientid");
+    /// `client-secret`.
+    pub const CLIENT_SECRET: HeaderName = HeaderName::from_static("client-secret");
+    /// `auth-token`.
+    pub const AUTH_TOKEN: HeaderName = HeaderName::from_static("auth-token");
+    /// `gstin`.
+    pub const GSTIN: HeaderName = HeaderName::from_static("gstin");
+    /// `state-cd`.
+    pub const STATE_CD: HeaderName = HeaderName::from_static("state-cd");
+}
+
 /// A request header as text (names are matched case-insensitively by HTTP).
-pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn header(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-/// Checks `clientid`/`client-secret` against the cached credentials (constant-time hash comparison).
-pub async fn check_client(state: &AppState, headers: &HeaderMap) -> Result<GspClient, GstnError> {
+/// Checks `clientid`/`client-secret` against the cached credentials (constant-time comparison of the
+/// secret's SHA-256 with the stored one).
+pub async fn verify_client(state: &AppState, headers: &HeaderMap) -> Result<Arc<CachedClient>, GstnError> {
     let forbidden = |code, message: &str| GstnError::with_status(StatusCode::FORBIDDEN, code, message);
-    let client_id = header(headers, "clientid")
+    let client_id = header(headers, &self::headers::CLIENT_ID)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| forbidden("AUT4031", "clientid is missing in request header"))?;
-    let secret = header(headers, "client-secret")
+    let secret = header(headers, &self::headers::CLIENT_SECRET)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| forbidden("AUT4032", "client-secret is missing in request header"))?;
     let client = state
@@ -170,18 +220,27 @@ pub async fn check_client(state: &AppState, headers: &HeaderMap) -> Result<GspCl
         .await?
         .filter(|c| c.enabled)
         .ok_or_else(|| forbidden("AUT4033", "Invalid Client Id"))?;
-    if !constant_time_eq(&sha256_hex(secret), &client.secret_hash) {
+    let matches = client
+        .secret_digest
+        .is_some_and(|stored| constant_time_eq_bytes(&sha256(secret), &stored));
+    if !matches {
         return Err(forbidden("AUT4034", "Invalid Client Secret"));
     }
+    Ok(client)
+}
+
+/// [`verify_client`], as the GSP client the services take.
+pub async fn check_client(state: &AppState, headers: &HeaderMap) -> Result<GspClient, GstnError> {
+    let client = verify_client(state, headers).await?;
     Ok(GspClient {
-        client_id: client_id.to_owned(),
+        client_id: client.client_id.clone(),
         name: client.name.clone(),
     })
 }
 
 /// Refuses a `state-cd` header that is not the GSTIN's state (AUTH4041).
 pub fn check_state_code(headers: &HeaderMap, gstin: &str) -> Result<(), GstnError> {
-    match header(headers, "state-cd") {
+    match header(headers, &self::headers::STATE_CD) {
         Some(code) if gstin.get(..2) == Some(code) => Ok(()),
         Some(_) => Err(GstnError::new(
             "AUTH4041",

@@ -58,8 +58,7 @@ async fn dispatch(
         }
         return authenticate::authenticate(state, req, body).await;
     }
-    let (version, resource) = (version.to_owned(), resource.to_owned());
-    data::data_call(&state, &req, &version, &resource, &body).await
+    data::data_call(&state, &req, version, resource, &body).await
 }
 
 /// How often the key ring is re-read: picks up rotations made elsewhere (the CLI, another
