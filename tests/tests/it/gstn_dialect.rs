@@ -447,6 +447,24 @@ async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
         "GEN5007",
         "a bad hmac is refused, never passed on"
     );
+    // A body over the configured limit (1 MiB) is answered in the dialect's envelope, not by the
+    // framework's plain-text 413.
+    let oversized = c
+        .data_headers(
+            app.client
+                .put(format!("{}/taxpayerapi/v2.1/returns/gstr1", app.address)),
+            c.auth_token.as_deref().unwrap(),
+        )
+        .json(&json!({"action": "RETSAVE", "data": "A".repeat(1024 * 1024), "hmac": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status().as_u16(), 413);
+    let answer: Value = oversized.json().await.unwrap();
+    assert_eq!(
+        (answer["status_cd"].as_str(), error_cd(&answer)),
+        (Some("0"), "GEN5007")
+    );
     app.advance(TimeDelta::hours(7));
     let expired = c
         .data(
