@@ -2,10 +2,14 @@
 //!
 //! One recorder serves the whole process (the `metrics` facade is global); [`install`] is idempotent,
 //! so every `Application` built in one process (the tests start many) shares it. Every label is
-//! bounded: routes are matched patterns such as `/v1/taxpayer/sessions/{session_id}` (or `unmatched`),
+//! bounded: routes are matched patterns such as `/v1/taxpayer/sessions/{session_id}`, `/v1/gst/{path}`
+//! for every gateway call and `/taxpayerapi/{version}/{resource}` for every dialect call (or `unmatched`),
 //! never raw paths; methods outside the standard set are `other`; codes, reasons and scopes are fixed
 //! strings of this crate.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -14,7 +18,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, web};
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::state::AppState;
@@ -148,18 +154,58 @@ pub async fn track<B: MessageBody + 'static>(
     next: Next<B>,
 ) -> Result<ServiceResponse<B>, Error> {
     let started = Instant::now();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = route_label(&req);
     let method = method_label(req.method());
     let result = next.call(req).await;
     let status = match &result {
         Ok(response) => response.status(),
         Err(error) => error.as_response_error().status_code(),
     };
-    histogram!(REQUEST_DURATION, "route" => route.clone(), "method" => method)
-        .record(started.elapsed().as_secs_f64());
-    counter!(REQUESTS, "route" => route, "method" => method, "status" => status.as_str().to_owned())
-        .increment(1);
+    let (duration, requests) = request_handles(route, method, status.as_u16());
+    duration.record(started.elapsed().as_secs_f64());
+    requests.increment(1);
     result
+}
+
+/// The route label. The two scopes that serve every GSP call are named without asking the router
+/// (whose answer for a scope's own handler is no pattern at all); other requests get the pattern
+/// they matched.
+fn route_label(req: &ServiceRequest) -> Cow<'static, str> {
+    let path = req.path();
+    if path == "/v1/gst" || path.starts_with("/v1/gst/") {
+        Cow::Borrowed("/v1/gst/{path}")
+    } else if path.starts_with("/taxpayerapi/v") {
+        Cow::Borrowed("/taxpayerapi/{version}/{resource}")
+    } else {
+        req.match_pattern().map_or(Cow::Borrowed("unmatched"), Cow::Owned)
+    }
+}
+
+type RequestKey = (Cow<'static, str>, &'static str, u16);
+
+thread_local! {
+    /// The handles of `http_request_duration_seconds` and `http_requests_total` by label set, per
+    /// worker thread: registering a labelled metric on every request allocates its key and searches
+    /// the registry. Bounded: labels are routes × methods × statuses.
+    static REQUEST_HANDLES: RefCell<HashMap<RequestKey, (Histogram, Counter)>> = RefCell::new(HashMap::new());
+}
+
+fn request_handles(route: Cow<'static, str>, method: &'static str, status: u16) -> (Histogram, Counter) {
+    let key = (route, method, status);
+    REQUEST_HANDLES.with(|handles| {
+        if let Some(found) = handles.borrow().get(&key) {
+            return found.clone();
+        }
+        let (route, method, status) = key;
+        let created = (
+            histogram!(REQUEST_DURATION, "route" => route.clone(), "method" => method),
+            counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string()),
+        );
+        handles
+            .borrow_mut()
+            .insert((route, method, status), created.clone());
+        created
+    })
 }
 
 /// Standard methods by name; anything else (any token is a valid method) would be unbounded.

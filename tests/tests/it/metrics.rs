@@ -85,6 +85,17 @@ async fn metrics_count_requests_by_route_and_status(backend: Backend) {
     app.post("/health/live", Auth::None, serde_json::json!({}))
         .await
         .assert_problem(405, "method_not_allowed");
+    // Every gateway call and every dialect call is counted under its scope's one route.
+    app.get("/v1/gst/taxpayer", Auth::None)
+        .await
+        .assert_problem(401, "token_missing");
+    let dialect = app
+        .client
+        .get(format!("{}/taxpayerapi/v1.0/authenticate", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dialect.status().as_u16(), 405);
 
     let (samples, text) = scrape(&app).await;
     let requests = |route: &str, method: &str, status: &str| {
@@ -98,6 +109,11 @@ async fn metrics_count_requests_by_route_and_status(backend: Backend) {
     assert!(requests("/health/ready", "GET", "200") >= 1.0, "{text}");
     assert!(requests("unmatched", "GET", "404") >= 1.0, "{text}");
     assert!(requests("/health/live", "POST", "405") >= 1.0, "{text}");
+    assert!(requests("/v1/gst/{path}", "GET", "401") >= 1.0, "{text}");
+    assert!(
+        requests("/taxpayerapi/{version}/{resource}", "GET", "405") >= 1.0,
+        "{text}"
+    );
     assert!(
         value(&samples, "gateway_refusals_total", &[("code", "not_found")]) >= 1.0,
         "{text}"
