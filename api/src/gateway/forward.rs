@@ -28,8 +28,11 @@ use crate::settings::Settings;
 
 type OutBody = UnsyncBoxBody<web::Bytes, std::io::Error>;
 
-const HOP_BY_HOP: [&str; 9] = [
+/// Hop-by-hop fields (RFC 9110 §7.6.1), `host` (the client sets the upstream's), and `expect` (answered
+/// here: the body is streamed to the upstream anyway).
+const HOP_BY_HOP: [&str; 10] = [
     "connection",
+    "expect",
     "keep-alive",
     "proxy-authenticate",
     "proxy-authorization",
@@ -40,9 +43,19 @@ const HOP_BY_HOP: [&str; 9] = [
     "host",
 ];
 
-fn forwardable(name: &HeaderName) -> bool {
+/// The field names a `Connection` header lists: hop-by-hop for this message only (RFC 9110 §7.6.1).
+fn connection_options<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
+    values
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(|name| String::from_utf8_lossy(name.trim_ascii()).to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+fn forwardable(name: &HeaderName, listed: &[String]) -> bool {
     let name = name.as_str();
-    name != "authorization"
+    !listed.iter().any(|l| l == name)
+        && name != "authorization"
         && name != "content-length"
         && !HOP_BY_HOP.contains(&name)
         && !name.starts_with("x-taxpayer-")
@@ -230,9 +243,10 @@ pub async fn forward(
     let mut outgoing = http::Request::new(body);
     *outgoing.method_mut() = method;
     *outgoing.uri_mut() = uri;
+    let listed = connection_options(req.headers().get_all(header::CONNECTION).map(|v| v.as_bytes()));
     let headers = outgoing.headers_mut();
     for (name, value) in req.headers() {
-        if forwardable(name)
+        if forwardable(name, &listed)
             && let (Ok(name), Ok(value)) = (
                 http::HeaderName::from_bytes(name.as_str().as_bytes()),
                 http::HeaderValue::from_bytes(value.as_bytes()),
@@ -240,6 +254,10 @@ pub async fn forward(
         {
             headers.append(name, value);
         }
+    }
+    if let Some(length) = declared {
+        // A declared length is kept, so the upstream gets the body as sent rather than re-chunked.
+        headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(length));
     }
     for (name, value) in [
         ("x-taxpayer-gstin", &*ctx.gstin),
@@ -276,11 +294,18 @@ pub async fn forward(
     })?;
     let mut response = HttpResponse::build(status);
     let mut length = None;
+    let listed = connection_options(
+        answer
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
     for (name, value) in answer.headers() {
         let name = name.as_str();
         if name == "content-length" {
             length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
-        } else if !HOP_BY_HOP.contains(&name) {
+        } else if !HOP_BY_HOP.contains(&name) && !listed.iter().any(|l| l == name) {
             response.append_header((name, value.as_bytes()));
         }
     }

@@ -276,6 +276,9 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
         .bearer_auth(&session.access_token)
         .header("x-request-id", "fwd-test-1")
         .header("x-taxpayer-gstin", "27AAPFU0939F1ZV")
+        .header("connection", "keep-alive, x-hop-only")
+        .header("x-hop-only", "for the gateway")
+        .header("x-end-to-end", "for the upstream")
         .header("content-type", "application/json")
         .body("{\"b2b\":[]}")
         .send()
@@ -299,6 +302,16 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
     assert_eq!(headers["x-session-id"], session.session_id.as_str());
     assert_eq!(headers["x-request-id"], "fwd-test-1");
     assert!(headers.get("authorization").is_none(), "{headers}");
+    assert!(
+        headers.get("x-hop-only").is_none(),
+        "a field named by Connection is hop-by-hop: {headers}"
+    );
+    assert_eq!(headers["x-end-to-end"], "for the upstream");
+    assert_eq!(
+        headers["content-length"], "10",
+        "a declared length is kept: {headers}"
+    );
+    assert!(headers.get("transfer-encoding").is_none(), "{headers}");
     // Refusals happen before forwarding.
     app.disable_access(&taxpayer).await;
     app.gst("/v1/gst/taxpayer", &session.access_token)
