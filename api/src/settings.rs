@@ -82,6 +82,8 @@ pub struct Settings {
     pub client_burst: u32,
     /// Upstream GST service; the built-in sandbox answers when unset.
     pub upstream_url: Option<String>,
+    /// PEM file of CA certificates trusted for an https:// upstream, besides the system's.
+    pub upstream_ca_file: Option<String>,
     /// Connect timeout towards the upstream.
     pub upstream_connect_timeout_ms: u64,
     /// Total timeout of one upstream call.
@@ -128,6 +130,7 @@ impl Default for Settings {
             client_rate_per_second: 200,
             client_burst: 400,
             upstream_url: None,
+            upstream_ca_file: None,
             upstream_connect_timeout_ms: 2_000,
             upstream_timeout_ms: 30_000,
             change_feed_interval_ms: 250,
@@ -240,9 +243,12 @@ pub struct ServeArgs {
     /// Gateway burst per GSP client [default: 400]
     #[arg(long, global = true, env = "GSP_GATEWAY_CLIENT_BURST")]
     pub client_burst: Option<u32>,
-    /// Upstream GST service URL; the built-in sandbox answers when unset
+    /// Upstream GST service URL, http:// or https://; the built-in sandbox answers when unset
     #[arg(long, global = true, env = "GSP_GATEWAY_UPSTREAM_URL")]
     pub upstream_url: Option<String>,
+    /// PEM file of CA certificates to trust for an https:// upstream, besides the system's
+    #[arg(long, global = true, env = "GSP_GATEWAY_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<String>,
     /// Total upstream timeout in milliseconds [default: 30000]
     #[arg(long, global = true, env = "GSP_GATEWAY_UPSTREAM_TIMEOUT_MS")]
     pub upstream_timeout_ms: Option<u64>,
@@ -293,6 +299,7 @@ impl ServeArgs {
                 workers,
                 otp_webhook_url,
                 upstream_url,
+                upstream_ca_file,
                 gstn_sandbox_otp
             ]
         );

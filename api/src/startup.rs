@@ -68,6 +68,7 @@ impl Application {
         let workers = settings.workers;
         let settings_connect_timeout = settings.upstream_connect_timeout_ms;
         let limits = crate::gateway::Limits::new(&settings);
+        let upstream_tls = crate::gateway::forward::tls_config(&settings).map_err(StartupError::Config)?;
         let state = web::Data::new(AppState {
             settings: std::sync::Arc::new(settings),
             db,
@@ -99,6 +100,7 @@ impl Application {
                 .configure(crate::gateway::configure)
                 .app_data(web::Data::new(crate::gateway::forward::UpstreamClient::new(
                     &app_state.settings,
+                    upstream_tls.clone(),
                 )))
                 .configure(routes)
                 .default_service(web::to(route_not_found))

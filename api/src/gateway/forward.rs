@@ -2,7 +2,8 @@
 //! and body streamed; `Authorization` and hop-by-hop headers dropped; the session's facts added.
 //!
 //! The client is hyper's pooled HTTP/1.1 client, one per worker thread (connections live on the runtime
-//! that uses them). One deadline covers the whole exchange: the answer's head and every chunk of its body.
+//! that uses them), speaking TLS (rustls) to an https:// upstream. One deadline covers the whole exchange:
+//! the answer's head and every chunk of its body.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -72,7 +73,7 @@ struct Base {
     prefix: String,
 }
 
-/// Checks an upstream URL: `http://host[:port][/prefix]` (TLS towards the upstream is not spoken here).
+/// Checks an upstream URL: `http://` or `https://`, a host, an optional port and path prefix, no query.
 pub fn check_upstream_url(url: &str) -> Result<(), String> {
     parse_base(url).map(|_| ())
 }
@@ -81,11 +82,11 @@ fn parse_base(url: &str) -> Result<Base, String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("upstream URL {url:?} is not a URL: {e}"))?;
-    if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
-        return Err(format!(
-            "upstream URL {url:?}: only http:// is supported (terminate TLS in front of the upstream)"
-        ));
-    }
+    let scheme = uri
+        .scheme()
+        .filter(|s| **s == http::uri::Scheme::HTTP || **s == http::uri::Scheme::HTTPS)
+        .cloned()
+        .ok_or_else(|| format!("upstream URL {url:?}: only http:// and https:// are supported"))?;
     if uri.query().is_some() {
         return Err(format!("upstream URL {url:?} must not carry a query"));
     }
@@ -94,27 +95,72 @@ fn parse_base(url: &str) -> Result<Base, String> {
         .cloned()
         .ok_or_else(|| format!("upstream URL {url:?} names no host"))?;
     Ok(Base {
-        scheme: http::uri::Scheme::HTTP,
+        scheme,
         authority,
         prefix: uri.path().trim_end_matches('/').to_owned(),
     })
 }
 
+/// The TLS configuration towards an https:// upstream: the system's CA certificates, and those of
+/// `upstream_ca_file` (PEM) when set. Built once; every worker's client shares it.
+pub fn tls_config(settings: &Settings) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let https = settings
+        .upstream_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"));
+    let mut added = 0;
+    if https {
+        (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    }
+    if let Some(path) = settings.upstream_ca_file.as_deref() {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("upstream CA file {path}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("upstream CA file {path}: no certificate in it"));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("upstream CA file {path}: {e}"))?;
+        }
+    } else if https && added == 0 {
+        tracing::warn!("no system CA certificates found: an https:// upstream will not be trusted");
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
 /// The HTTP client towards the upstream: one per worker thread.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpConnector, OutBody>,
+    client: Client<Connector, OutBody>,
     base: Option<Base>,
     timeout: Duration,
     max_body: usize,
 }
 
 impl UpstreamClient {
-    /// A pooled client with the configured connect and total timeouts.
-    pub fn new(settings: &Settings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(settings.upstream_connect_timeout_ms)));
-        connector.set_nodelay(true);
+    /// A pooled client with the configured connect and total timeouts; `tls` is used for https://.
+    pub fn new(settings: &Settings, tls: Arc<rustls::ClientConfig>) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(Duration::from_millis(settings.upstream_connect_timeout_ms)));
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

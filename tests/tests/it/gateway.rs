@@ -23,6 +23,7 @@ on_both_backends!(
     forwarding_carries_the_session_facts_and_not_authorization,
     an_upstream_that_is_down_or_hangs_gives_502_or_504,
     forwarding_streams_bodies_up_to_the_limit_and_keeps_lengths,
+    forwarding_speaks_tls_to_an_https_upstream,
     no_call_started_after_switch_off_is_admitted,
     a_revocation_through_one_instance_reaches_another,
     usage_is_recorded_to_the_minute_without_a_write_per_call,
@@ -409,6 +410,92 @@ async fn forwarding_streams_bodies_up_to_the_limit_and_keeps_lengths(backend: Ba
         started.elapsed() < Duration::from_secs(4),
         "cut off at the 1 s deadline, not the upstream's 5 s"
     );
+}
+
+/// An https upstream: `openssl s_server -WWW` (an implementation the gateway does not share) serving
+/// files of a temporary directory under a self-signed certificate for 127.0.0.1.
+struct TlsUpstream {
+    dir: std::path::PathBuf,
+    server: std::process::Child,
+    port: u16,
+}
+
+impl TlsUpstream {
+    async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("gsp-gateway-tls-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("registration.json"), "{\"gstin\":\"from-tls\"}").unwrap();
+        std::fs::write(
+            dir.join("leaf.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        // A CA, and a server certificate for 127.0.0.1 that it signed.
+        for args in [
+            "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=gsp-gateway-test-ca",
+            "req -newkey rsa:2048 -nodes -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1",
+            "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 2 -extfile leaf.ext",
+        ] {
+            let made = std::process::Command::new("openssl")
+                .current_dir(&dir)
+                .args(args.split(' '))
+                .output()
+                .expect("openssl is installed");
+            assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = std::process::Command::new("openssl")
+            .current_dir(&dir)
+            .args([
+                "s_server", "-quiet", "-WWW", "-cert", "cert.pem", "-key", "key.pem",
+            ])
+            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { dir, server, port }
+    }
+}
+
+impl Drop for TlsUpstream {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn forwarding_speaks_tls_to_an_https_upstream(backend: Backend) {
+    let upstream = TlsUpstream::start().await;
+    let url = format!("https://127.0.0.1:{}", upstream.port);
+    let ca = upstream.dir.join("ca.pem").display().to_string();
+    let (app, _t, _g, session) = live_session_with(backend, |s| {
+        s.upstream_url = Some(url.clone());
+        s.upstream_ca_file = Some(ca);
+    })
+    .await;
+    let resp = app.gst("/v1/gst/registration.json", &session.access_token).await;
+    assert_eq!(resp.status.as_u16(), 200, "{}", resp.text);
+    assert_eq!(resp.body["gstin"], "from-tls");
+    assert!(resp.header("ratelimit").is_some());
+
+    // Without the upstream's CA the certificate is not trusted: nothing is sent, 502.
+    let (app, _t, _g, session) = live_session_with(backend, |s| s.upstream_url = Some(url)).await;
+    app.gst("/v1/gst/registration.json", &session.access_token)
+        .await
+        .assert_problem(502, "upstream_unavailable");
 }
 
 async fn no_call_started_after_switch_off_is_admitted(backend: Backend) {
