@@ -180,6 +180,73 @@ impl UpstreamClient {
     }
 }
 
+/// Why a whole-answer exchange with the upstream failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeError {
+    /// Not reachable, or the exchange broke.
+    Unavailable,
+    /// No complete answer within the upstream timeout.
+    Timeout,
+    /// The answer is larger than [`MAX_ANSWER_BYTES`].
+    TooLarge,
+}
+
+/// The largest answer [`UpstreamClient::exchange`] reads into memory.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+impl UpstreamClient {
+    /// One exchange whose answer is read whole (the dialect re-encrypts it): `target` is the path and
+    /// query under the upstream's prefix. The upstream timeout covers the head and the whole body.
+    pub async fn exchange(
+        &self,
+        method: http::Method,
+        target: &str,
+        headers: http::HeaderMap,
+        body: Option<web::Bytes>,
+    ) -> Result<(http::StatusCode, web::Bytes), ExchangeError> {
+        let base = self.base.as_ref().ok_or(ExchangeError::Unavailable)?;
+        let uri = http::Uri::builder()
+            .scheme(base.scheme.clone())
+            .authority(base.authority.clone())
+            .path_and_query(format!("{}{target}", base.prefix))
+            .build()
+            .map_err(|_| ExchangeError::Unavailable)?;
+        let body = match body {
+            Some(bytes) => http_body_util::Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+            None => Empty::new().map_err(|never| match never {}).boxed_unsync(),
+        };
+        let mut outgoing = http::Request::new(body);
+        *outgoing.method_mut() = method;
+        *outgoing.uri_mut() = uri;
+        *outgoing.headers_mut() = headers;
+        let exchange = async {
+            let answer = self.client.request(outgoing).await.map_err(|e| {
+                tracing::warn!(error = %e, "upstream unavailable");
+                ExchangeError::Unavailable
+            })?;
+            let status = answer.status();
+            let body = http_body_util::Limited::new(answer.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        ExchangeError::TooLarge
+                    } else {
+                        tracing::warn!(error = %e, "upstream body failed");
+                        ExchangeError::Unavailable
+                    }
+                })?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ExchangeError::Timeout)?
+    }
+}
+
 fn unavailable() -> ApiError {
     ApiError::new(
         ErrorCode::UpstreamUnavailable,

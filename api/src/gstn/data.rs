@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::crypto::{self, AesKey};
 use super::dialect::{self, GstnError, StatusCd, check_state_code, header, headers, verify_client};
 use crate::gateway::DialectToken;
+use crate::gateway::forward::UpstreamClient;
 use crate::gateway::view::SandboxReference;
 use crate::state::AppState;
 
@@ -120,12 +121,13 @@ fn to_json(value: &impl Serialize) -> Result<Vec<u8>, GstnError> {
 /// The handler for every data call.
 pub async fn data_call(
     state: &AppState,
+    upstream: &UpstreamClient,
     req: &HttpRequest,
     version: &str,
     resource: &str,
     body: &[u8],
 ) -> HttpResponse {
-    let answered = serve(state, req, version, resource, body)
+    let answered = serve(state, upstream, req, version, resource, body)
         .await
         .map(|(sek, answer)| {
             encrypted_answer(
@@ -142,6 +144,7 @@ pub async fn data_call(
 /// Admits the call, then answers it: the JSON to encrypt, and the session key to encrypt it with.
 async fn serve(
     state: &AppState,
+    upstream: &UpstreamClient,
     req: &HttpRequest,
     version: &str,
     resource: &str,
@@ -174,8 +177,8 @@ async fn serve(
             .to_owned();
         (action, None)
     };
-    let answer = if state.settings.upstream_url.is_some() {
-        to_json(&forward(state, req, version, resource, &admitted.token, payload).await?)?
+    let answer = if upstream.is_configured() {
+        to_json(&forward(upstream, req, version, resource, &admitted.token, payload).await?)?
     } else {
         sandbox(
             state,
@@ -190,64 +193,72 @@ async fn serve(
     Ok((admitted.sek, answer))
 }
 
+/// Request headers of the GST System that an upstream may need, passed on as sent.
+const PASSED_ON: [&str; 6] = [
+    "ret_period",
+    "ret_prd",
+    "rtn_typ",
+    "userrole",
+    "api_version",
+    "txn",
+];
+
+/// Forwards the decrypted call to the upstream as plain JSON and returns its JSON answer.
 async fn forward(
-    state: &AppState,
+    upstream: &UpstreamClient,
     req: &HttpRequest,
     version: &str,
     resource: &str,
     token: &DialectToken,
     payload: Option<Value>,
 ) -> Result<Value, GstnError> {
-    let base = state
-        .settings
-        .upstream_url
-        .as_deref()
-        .unwrap_or_default()
-        .trim_end_matches('/');
-    let mut url = format!("{base}/taxpayerapi/{version}/{resource}");
+    let mut target = format!("/taxpayerapi/{version}/{resource}");
     if !req.query_string().is_empty() {
-        url.push('?');
-        url.push_str(req.query_string());
+        target.push('?');
+        target.push_str(req.query_string());
     }
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+    let method = http::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| GstnError::new("GEN5007", "Unsupported method"))?;
-    let mut outgoing = state
-        .http
-        .request(method, url)
-        .timeout(std::time::Duration::from_millis(
-            state.settings.upstream_timeout_ms,
-        ))
-        .header("x-taxpayer-gstin", &token.gstin)
-        .header("x-gsp-client-id", &token.client_id)
-        .header("x-session-id", &token.session_id)
-        .header("x-request-id", crate::request_id::current());
-    for name in [
-        "ret_period",
-        "ret_prd",
-        "rtn_typ",
-        "userrole",
-        "api_version",
-        "txn",
-    ] {
-        if let Some(value) = header(req.headers(), name) {
-            outgoing = outgoing.header(name, value);
+    let mut headers = http::HeaderMap::new();
+    let request_id = crate::request_id::current();
+    let facts = [
+        ("x-taxpayer-gstin", token.gstin.as_str()),
+        ("x-gsp-client-id", token.client_id.as_str()),
+        ("x-session-id", token.session_id.as_str()),
+        ("x-request-id", request_id.as_str()),
+    ];
+    let passed_on = PASSED_ON
+        .iter()
+        .filter_map(|name| header(req.headers(), *name).map(|value| (*name, value)));
+    for (name, value) in facts.into_iter().chain(passed_on) {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            headers.insert(http::HeaderName::from_static(name), value);
         }
     }
-    if let Some(payload) = payload {
-        outgoing = outgoing.json(&payload);
-    }
-    let response = outgoing.send().await.map_err(|e| {
-        tracing::warn!(error = %e.without_url(), "dialect upstream unavailable");
+    let body = match payload {
+        Some(payload) => {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            Some(to_json(&payload)?.into())
+        }
+        None => None,
+    };
+    let (status, answer) = upstream
+        .exchange(method, &target, headers, body)
+        .await
+        .map_err(|error| {
+            tracing::warn!(?error, "dialect upstream unavailable");
+            GstnError::with_status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "GEN5008",
+                "Service unavailable; try again later",
+            )
+        })?;
+    let answer: Value = serde_json::from_slice(&answer).map_err(|_| {
         GstnError::with_status(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "GEN5008",
-            "Service unavailable; try again later",
-        )
-    })?;
-    let status = response.status();
-    let answer: Value = response.json().await.map_err(|_| {
-        GstnError::with_status(
-            actix_web::http::StatusCode::BAD_GATEWAY,
+            StatusCode::BAD_GATEWAY,
             "GEN5008",
             "The upstream answered no JSON",
         )

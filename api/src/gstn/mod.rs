@@ -64,6 +64,7 @@ async fn read_body(
 /// Routes `/taxpayerapi/v{X.Y}/…` by hand: a plain split instead of a regex per request.
 async fn dispatch(
     state: actix_web::web::Data<AppState>,
+    upstream: actix_web::web::Data<crate::gateway::forward::UpstreamClient>,
     req: actix_web::HttpRequest,
     payload: actix_web::web::Payload,
 ) -> actix_web::HttpResponse {
@@ -86,7 +87,7 @@ async fn dispatch(
         }
         return authenticate::authenticate(state, req, body).await;
     }
-    data::data_call(&state, &req, version, resource, &body).await
+    data::data_call(&state, &upstream, &req, version, resource, &body).await
 }
 
 /// How often the key ring is re-read: picks up rotations made elsewhere (the CLI, another

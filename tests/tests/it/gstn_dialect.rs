@@ -20,6 +20,7 @@ on_both_backends!(
     a_gst_system_client_runs_the_whole_dialect_flow,
     dialect_refusals_use_the_gst_system_codes,
     switching_access_off_on_the_rest_face_refuses_the_next_dialect_call,
+    dialect_calls_are_forwarded_upstream_as_plain_json,
 );
 
 type Key = [u8; 32];
@@ -236,7 +237,18 @@ impl<'a> GstnClient<'a> {
 }
 
 async fn dialect_app(backend: Backend) -> (TestApp, TestTaxpayer, TestGsp) {
-    let app = spawn_app_with(backend, |s| s.gstn_sandbox_otp = Some("102030".into())).await;
+    dialect_app_with(backend, |_| {}).await
+}
+
+async fn dialect_app_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut gsp_gateway_api::Settings),
+) -> (TestApp, TestTaxpayer, TestGsp) {
+    let app = spawn_app_with(backend, |s| {
+        s.gstn_sandbox_otp = Some("102030".into());
+        configure(s);
+    })
+    .await;
     let taxpayer = app.create_taxpayer(1).await;
     let gsp = app.create_gsp("Legacy GSP").await;
     (app, taxpayer, gsp)
@@ -499,4 +511,56 @@ async fn switching_access_off_on_the_rest_face_refuses_the_next_dialect_call(bac
         )
         .await;
     assert_eq!(error_cd(&refused), "AUTH4037");
+}
+
+/// With an upstream, a data call reaches it decrypted, as plain JSON with the session's facts, and its
+/// JSON answer comes back encrypted under a fresh REK.
+async fn dialect_calls_are_forwarded_upstream_as_plain_json(backend: Backend) {
+    let upstream = spawn_upstream().await;
+    let (app, taxpayer, gsp) = dialect_app_with(backend, |s| s.upstream_url = Some(upstream)).await;
+    app.enable_access(&taxpayer, 24).await;
+    let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    client.otp_request().await;
+    assert_eq!(client.auth_token("102030").await.1["status_cd"], "1");
+
+    let got = client
+        .data(
+            reqwest::Method::GET,
+            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
+            None,
+        )
+        .await;
+    assert_eq!(got["method"], "GET", "{got}");
+    assert_eq!(got["path"], "/taxpayerapi/v1.1/returns/gstr1");
+    assert_eq!(got["query"], "action=RETSUM&ret_period=112025");
+    let headers = &got["headers"];
+    assert_eq!(headers["x-taxpayer-gstin"], taxpayer.gstin.as_str());
+    assert_eq!(headers["x-gsp-client-id"], gsp.client_id.as_str());
+    assert_eq!(
+        headers["ret_period"], "112025",
+        "the GST System's headers are passed on"
+    );
+    assert!(
+        headers.get("auth-token").is_none() && headers.get("client-secret").is_none(),
+        "{headers}"
+    );
+
+    let saved = client
+        .data(
+            reqwest::Method::PUT,
+            "/taxpayerapi/v1.1/returns/gstr1",
+            Some((
+                "RETSAVE",
+                json!({"gstin": taxpayer.gstin, "fp": "112025", "b2b": []}),
+            )),
+        )
+        .await;
+    assert_eq!(saved["method"], "PUT", "{saved}");
+    let forwarded: Value = serde_json::from_str(saved["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        forwarded,
+        json!({"gstin": taxpayer.gstin, "fp": "112025", "b2b": []}),
+        "decrypted, as plain JSON"
+    );
+    assert_eq!(saved["headers"]["content-type"], "application/json");
 }

@@ -478,3 +478,47 @@ impl From<&Value> for TestSession {
         }
     }
 }
+
+/// A test upstream: echoes what it received; `/slow` never answers in time; `/stall` sends its head
+/// and the start of its body, then stalls.
+pub async fn spawn_upstream() -> String {
+    use std::time::Duration;
+
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+
+    async fn echo(req: HttpRequest, body: web::Bytes) -> HttpResponse {
+        if req.path() == "/slow" {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        if req.path() == "/stall" {
+            let start = futures_util::stream::once(async {
+                Ok::<_, actix_web::Error>(web::Bytes::from_static(b"{\"partial\":"))
+            });
+            let rest = futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, actix_web::Error>(web::Bytes::from_static(b"true}"))
+            });
+            return HttpResponse::Ok().streaming(futures_util::StreamExt::chain(start, rest));
+        }
+        let headers: serde_json::Map<String, Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
+            .collect();
+        HttpResponse::Created().insert_header(("x-upstream", "yes")).json(
+            json!({"method": req.method().as_str(), "path": req.path(), "query": req.query_string(),
+                         "headers": headers, "body": String::from_utf8_lossy(&body)}),
+        )
+    }
+    let server = HttpServer::new(|| {
+        App::new()
+            .app_data(web::PayloadConfig::new(8 * 1024 * 1024))
+            .default_service(web::to(echo))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    format!("http://127.0.0.1:{port}")
+}
