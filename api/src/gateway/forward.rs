@@ -475,16 +475,18 @@ mod tests {
     use super::check_upstream_url;
 
     #[test]
-    fn only_plain_http_upstreams_without_a_query_are_accepted() {
+    fn http_and_https_upstreams_without_a_query_are_accepted() {
         for good in [
             "http://127.0.0.1:9000",
             "http://gst.internal/api/",
             "http://[::1]:8080/v2",
+            "https://gst.internal",
+            "https://gst.internal:8443/prefix",
         ] {
             assert!(check_upstream_url(good).is_ok(), "{good}");
         }
         for bad in [
-            "https://gst.internal",
+            "https://",
             "ftp://gst.internal",
             "gst.internal:80",
             "http://h/p?x=1",
