@@ -227,22 +227,55 @@ pub fn encrypt_response(sek: &AesKey, json: &[u8]) -> EncryptedResponse {
 
 /// [`encrypt_response`] with a given REK; deterministic, for test vectors.
 pub fn encrypt_response_with_rek(sek: &AesKey, rek: &AesKey, json: &[u8]) -> EncryptedResponse {
-    // `B` is written into a buffer with room for the padding, MAC'd, then encrypted in place.
+    let raw = encrypt_response_bytes(sek, rek, json);
+    EncryptedResponse {
+        data: b64_encode(&raw.data),
+        rek: b64_encode(&raw.rek),
+        hmac: b64_encode(&raw.hmac),
+    }
+}
+
+/// A data response's encrypted fields before their Base64 (which the envelope writes in place).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedResponseBytes {
+    /// AES(REK, B').
+    pub data: Vec<u8>,
+    /// AES(SEK, REK).
+    pub rek: Vec<u8>,
+    /// HMAC-SHA256(REK, B').
+    pub hmac: [u8; KEY_LEN],
+}
+
+/// The fields of [`encrypt_response_with_rek`], as bytes.
+pub fn encrypt_response_bytes(sek: &AesKey, rek: &AesKey, json: &[u8]) -> EncryptedResponseBytes {
+    // `B'` is written into a buffer with room for the padding, MAC'd, then encrypted in place.
     let b_len = base64::encoded_len(json.len(), true).unwrap_or(0);
     let mut buffer = vec![0u8; b_len + AES_BLOCK];
     let written = STANDARD.encode_slice(json, &mut buffer).unwrap_or(0);
-    let hmac = b64_encode(&hmac_sha256(rek, &buffer[..written]));
+    let hmac = hmac_sha256(rek, &buffer[..written]);
     let data =
         match ecb::Encryptor::<Aes256>::new(rek.into()).encrypt_padded_mut::<Pkcs7>(&mut buffer, written) {
-            Ok(ciphertext) => b64_encode(ciphertext),
+            Ok(ciphertext) => {
+                let length = ciphertext.len();
+                buffer.truncate(length);
+                buffer
+            }
             // Unreachable: the buffer has a whole block of room for the padding.
-            Err(_) => b64_encode(&aes_encrypt(rek, &buffer[..written])),
+            Err(_) => aes_encrypt(rek, &buffer[..written]),
         };
-    EncryptedResponse {
+    EncryptedResponseBytes {
         data,
-        rek: b64_encode(&aes_encrypt(sek, rek)),
+        rek: aes_encrypt(sek, rek),
         hmac,
     }
+}
+
+/// Appends the Base64 of `bytes` to `out` (no intermediate string).
+pub fn b64_append(bytes: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
+    let written = STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
+    out.truncate(start + written);
 }
 
 /// The client's side of [`encrypt_response`]: checks `hmac` when given and returns the JSON bytes.

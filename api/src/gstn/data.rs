@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use actix_web::http::header::ContentType;
+use actix_web::http::header::{self as http_header, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use gsp_gateway_domain::authorize;
@@ -85,20 +85,21 @@ impl<'a> Query<'a> {
 }
 
 /// The success envelope of a data response: `{"status_cd":"1","data":…,"rek":…,"hmac":…}`. Written
-/// by hand: the three fields are Base64, whose alphabet needs no JSON escaping.
-fn encrypted_answer(status: StatusCd, answer: &crypto::EncryptedResponse) -> Vec<u8> {
-    let mut json = Vec::with_capacity(answer.data.len() + answer.rek.len() + answer.hmac.len() + 48);
+/// by hand, the Base64 straight into the body: its alphabet needs no JSON escaping.
+fn encrypted_answer(status: StatusCd, answer: &crypto::EncryptedResponseBytes) -> Vec<u8> {
+    let mut json =
+        Vec::with_capacity((answer.data.len() + answer.rek.len() + answer.hmac.len()) * 4 / 3 + 64);
     json.extend_from_slice(b"{\"status_cd\":");
     json.extend_from_slice(status.json().as_bytes());
-    for (name, value) in [
-        ("data", &answer.data),
-        ("rek", &answer.rek),
-        ("hmac", &answer.hmac),
+    for (name, bytes) in [
+        ("data", answer.data.as_slice()),
+        ("rek", answer.rek.as_slice()),
+        ("hmac", answer.hmac.as_slice()),
     ] {
         json.extend_from_slice(b",\"");
         json.extend_from_slice(name.as_bytes());
         json.extend_from_slice(b"\":\"");
-        json.extend_from_slice(value.as_bytes());
+        crypto::b64_append(bytes, &mut json);
         json.push(b'"');
     }
     json.push(b'}');
@@ -111,6 +112,15 @@ struct EncryptedBody {
     action: Option<String>,
     data: Option<String>,
     hmac: Option<String>,
+}
+
+/// Actions are matched in upper case, as the GST System writes them (copied only when they are not).
+fn upper_case(text: Cow<'_, str>) -> Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(text.to_ascii_uppercase())
+    } else {
+        text
+    }
 }
 
 fn to_json(value: &impl Serialize) -> Result<Vec<u8>, GstnError> {
@@ -132,11 +142,16 @@ pub async fn data_call(
         .map(|(sek, answer)| {
             encrypted_answer(
                 StatusCd::success(&state.settings),
-                &crypto::encrypt_response(&sek, &answer),
+                &crypto::encrypt_response_bytes(&sek, &crypto::fresh_key(), &answer),
             )
         });
     match answered {
-        Ok(json) => HttpResponse::Ok().content_type(ContentType::json()).body(json),
+        Ok(json) => HttpResponse::Ok()
+            .insert_header((
+                http_header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ))
+            .body(json),
         Err(error) => dialect::failure(&state.settings, &error),
     }
 }
@@ -169,13 +184,10 @@ async fn serve(
         })?;
         let payload: Value = serde_json::from_slice(&plain)
             .map_err(|_| GstnError::new("GEN5007", "Malformed request: data is not JSON"))?;
-        (action, Some(payload))
+        (Cow::Owned(action), Some(payload))
     } else {
-        let action = query
-            .get("action")
-            .ok_or_else(|| GstnError::missing("action"))?
-            .to_owned();
-        (action, None)
+        let action = query.get("action").ok_or_else(|| GstnError::missing("action"))?;
+        (Cow::Borrowed(action), None)
     };
     let answer = if upstream.is_configured() {
         to_json(&forward(upstream, req, version, resource, &admitted.token, payload).await?)?
@@ -184,7 +196,7 @@ async fn serve(
             state,
             req,
             resource,
-            &action.to_ascii_uppercase(),
+            &upper_case(action),
             &query,
             payload.as_ref(),
             &admitted.token,
@@ -452,5 +464,31 @@ fn sandbox(
                 req.method()
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_carries_the_same_fields_as_the_base64_encryption() {
+        let (sek, rek) = ([3u8; 32], [9u8; 32]);
+        let json = br#"{"gstin":"24AAUPV7468F1ZW","ret_period":"112025"}"#;
+        let expected = crypto::encrypt_response_with_rek(&sek, &rek, json);
+        for numeric in [false, true] {
+            let status = StatusCd::for_test(numeric);
+            let body = encrypted_answer(status, &crypto::encrypt_response_bytes(&sek, &rek, json));
+            let envelope: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                envelope,
+                json!({
+                    "status_cd": if numeric { json!(1) } else { json!("1") },
+                    "data": expected.data,
+                    "rek": expected.rek,
+                    "hmac": expected.hmac,
+                })
+            );
+        }
     }
 }

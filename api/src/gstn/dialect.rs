@@ -153,6 +153,12 @@ impl StatusCd {
 }
 
 impl StatusCd {
+    /// Success, numeric or not (unit tests).
+    #[cfg(test)]
+    pub fn for_test(numeric: bool) -> Self {
+        Self { numeric, ok: true }
+    }
+
     /// The value as JSON text.
     pub fn json(self) -> &'static str {
         match (self.numeric, self.ok) {
