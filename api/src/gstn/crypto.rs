@@ -20,6 +20,8 @@
 use aes::Aes256;
 use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit};
+use std::sync::LazyLock;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
@@ -68,9 +70,14 @@ pub enum CryptoError {
     AppKeyRejected,
 }
 
+/// The Base64 encoder: the STANDARD alphabet with padding, vectorised where the CPU allows (AVX2,
+/// NEON), byte-identical to the scalar one. A data answer encodes four fields.
+static ENCODER: LazyLock<base64::engine::Simd> =
+    LazyLock::new(|| base64::engine::Simd::standard(base64::engine::general_purpose::PAD));
+
 /// Standard Base64 with padding, as every GSTN client sends it.
 pub fn b64_encode(bytes: &[u8]) -> String {
-    STANDARD.encode(bytes)
+    ENCODER.encode(bytes)
 }
 
 /// Decodes standard Base64, ignoring embedded CR/LF (commons-codec and Ruby wrap long lines).
@@ -251,7 +258,7 @@ pub fn encrypt_response_bytes(sek: &AesKey, rek: &AesKey, json: &[u8]) -> Encryp
     // `B'` is written into a buffer with room for the padding, MAC'd, then encrypted in place.
     let b_len = base64::encoded_len(json.len(), true).unwrap_or(0);
     let mut buffer = vec![0u8; b_len + AES_BLOCK];
-    let written = STANDARD.encode_slice(json, &mut buffer).unwrap_or(0);
+    let written = ENCODER.encode_slice(json, &mut buffer).unwrap_or(0);
     let hmac = hmac_sha256(rek, &buffer[..written]);
     let data =
         match ecb::Encryptor::<Aes256>::new(rek.into()).encrypt_padded_mut::<Pkcs7>(&mut buffer, written) {
@@ -274,7 +281,7 @@ pub fn encrypt_response_bytes(sek: &AesKey, rek: &AesKey, json: &[u8]) -> Encryp
 pub fn b64_append(bytes: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
-    let written = STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
+    let written = ENCODER.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
     out.truncate(start + written);
 }
 
@@ -296,6 +303,19 @@ pub fn decrypt_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vectorised_encoder_writes_what_the_scalar_one_writes() {
+        let mut bytes = Vec::new();
+        for length in 0..600u32 {
+            let text = b64_encode(&bytes);
+            assert_eq!(text, STANDARD.encode(&bytes), "length {length}");
+            let mut appended = b"prefix".to_vec();
+            b64_append(&bytes, &mut appended);
+            assert_eq!(&appended[6..], text.as_bytes());
+            bytes.push((length.wrapping_mul(2_654_435_761) >> 13) as u8);
+        }
+    }
 
     fn key(b64: &str) -> AesKey {
         to_key(&b64_decode(b64).unwrap()).unwrap()
