@@ -550,6 +550,9 @@ impl ChromeDriver {
         let Value::Object(capabilities) = capabilities else {
             unreachable!()
         };
+        // The workspace enables two rustls crypto providers (the gateway's ring, fantoccini's aws-lc-rs),
+        // so rustls cannot pick a default by itself: name one for this process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         ClientBuilder::rustls()
             .unwrap()
             .capabilities(capabilities)
