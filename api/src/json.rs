@@ -36,7 +36,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             .get(actix_web::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {
                 return Err(ApiError::new(
@@ -47,23 +47,32 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             if declared.is_some_and(|n| n > limit) {
                 return Err(too_large(limit));
             }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| match e {
-                    PayloadError::Overflow => too_large(limit),
-                    _ => ApiError::new(ErrorCode::InvalidRequest, "the request body could not be read"),
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            parse(&body.freeze()).map(ApiJson)
+            parse(&read_body(payload, limit).await?).map(ApiJson)
         })
     }
 }
 
-fn too_large(limit: usize) -> ApiError {
+/// A request body read whole, refused once it passes `limit` bytes.
+pub async fn read_body(
+    mut payload: impl futures_util::Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            PayloadError::Overflow => too_large(limit),
+            _ => ApiError::new(ErrorCode::InvalidRequest, "the request body could not be read"),
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// 413 `payload_too_large`.
+pub fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         ErrorCode::PayloadTooLarge,
         format!("the body is larger than {limit} bytes"),
@@ -159,15 +168,20 @@ pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError>
 /// (the methods the OpenAPI document gives the resource).
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    Err(method_not_allowed_on(&req, &pattern))
+}
+
+/// 405 `method_not_allowed` for a request to the OpenAPI path `pattern`, with its `Allow` header.
+pub fn method_not_allowed_on(req: &HttpRequest, pattern: &str) -> ApiError {
     let refusal = format!("{} is not allowed on {}", req.method(), req.path());
-    Err(match crate::openapi::allowed_methods(&pattern) {
+    match crate::openapi::allowed_methods(pattern) {
         Some(allow) => ApiError::new(
             ErrorCode::MethodNotAllowed,
             format!("{refusal}; allowed: {allow}"),
         )
         .with_header(actix_web::http::header::ALLOW, &allow),
         None => ApiError::new(ErrorCode::MethodNotAllowed, refusal),
-    })
+    }
 }
 
 #[cfg(test)]

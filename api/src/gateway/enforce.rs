@@ -77,7 +77,7 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<(GstContext, Verdi
             ),
         )
         .with_header(header::RETRY_AFTER, &verdict.reset_secs.to_string())
-        .with_header(RATELIMIT, &verdict.header()));
+        .with_header(RATELIMIT, verdict.header_value().to_str().unwrap_or_default()));
     }
     state.view.mark_used(sid, &session, now);
     let context = GstContext {

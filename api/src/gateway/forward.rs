@@ -24,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::GstContext;
 use crate::error::{ApiError, ErrorCode};
+use crate::json::too_large;
 use crate::request_id;
 use crate::settings::Settings;
 
@@ -71,6 +72,34 @@ struct Base {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     prefix: String,
+}
+
+impl Base {
+    /// The upstream URI of `target` (path and query) under the prefix.
+    fn uri(&self, target: &str) -> Option<http::Uri> {
+        http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{target}", self.prefix))
+            .build()
+            .ok()
+    }
+}
+
+/// Sets the session's facts on a forwarded request: who it acts for, which GSP, which session, and the
+/// request id. The caller's own values of these fields never pass (see [`forwardable`]).
+pub fn set_session_facts(headers: &mut http::HeaderMap, gstin: &str, client_id: &str, session_id: &str) {
+    let request_id = request_id::current();
+    for (name, value) in [
+        ("x-taxpayer-gstin", gstin),
+        ("x-gsp-client-id", client_id),
+        ("x-session-id", session_id),
+        ("x-request-id", request_id.as_str()),
+    ] {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            headers.insert(http::HeaderName::from_static(name), value);
+        }
+    }
 }
 
 /// Checks an upstream URL: `http://` or `https://`, a host, an optional port and path prefix, no query.
@@ -205,12 +234,7 @@ impl UpstreamClient {
         body: Option<web::Bytes>,
     ) -> Result<(http::StatusCode, web::Bytes), ExchangeError> {
         let base = self.base.as_ref().ok_or(ExchangeError::Unavailable)?;
-        let uri = http::Uri::builder()
-            .scheme(base.scheme.clone())
-            .authority(base.authority.clone())
-            .path_and_query(format!("{}{target}", base.prefix))
-            .build()
-            .map_err(|_| ExchangeError::Unavailable)?;
+        let uri = base.uri(target).ok_or(ExchangeError::Unavailable)?;
         let body = match body {
             Some(bytes) => http_body_util::Full::new(bytes)
                 .map_err(|never| match never {})
@@ -303,13 +327,6 @@ fn request_body(
     StreamBody::new(frames).boxed_unsync()
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!("the body is larger than {limit} bytes"),
-    )
-}
-
 /// Forwards the request upstream and streams the answer back.
 pub async fn forward(
     upstream: &UpstreamClient,
@@ -322,24 +339,18 @@ pub async fn forward(
     };
     let tail = req.path().strip_prefix("/v1/gst").unwrap_or("");
     let query = req.query_string();
-    let mut target = String::with_capacity(base.prefix.len() + tail.len() + query.len() + 2);
-    target.push_str(&base.prefix);
+    let mut target = String::with_capacity(tail.len() + query.len() + 2);
     target.push_str(if tail.is_empty() { "/" } else { tail });
     if !query.is_empty() {
         target.push('?');
         target.push_str(query);
     }
-    let uri = http::Uri::builder()
-        .scheme(base.scheme.clone())
-        .authority(base.authority.clone())
-        .path_and_query(target)
-        .build()
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                "the request target cannot be forwarded",
-            )
-        })?;
+    let uri = base.uri(&target).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            "the request target cannot be forwarded",
+        )
+    })?;
     let method = http::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
 
@@ -372,16 +383,7 @@ pub async fn forward(
         // A declared length is kept, so the upstream gets the body as sent rather than re-chunked.
         headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(length));
     }
-    for (name, value) in [
-        ("x-taxpayer-gstin", &*ctx.gstin),
-        ("x-gsp-client-id", &*ctx.client_id),
-        ("x-session-id", &*ctx.session_id),
-        ("x-request-id", &request_id::current()),
-    ] {
-        if let Ok(value) = http::HeaderValue::from_str(value) {
-            headers.insert(http::HeaderName::from_static(name), value);
-        }
-    }
+    set_session_facts(headers, &ctx.gstin, &ctx.client_id, &ctx.session_id);
 
     let mut deadline = Box::pin(tokio::time::sleep_until(Instant::now() + upstream.timeout));
     let answer = tokio::select! {

@@ -175,11 +175,6 @@ impl Limits {
 }
 
 impl Verdict {
-    /// `RateLimit` value.
-    pub fn header(&self) -> String {
-        format!("\"{}\";r={};t={}", self.policy, self.remaining, self.reset_secs)
-    }
-
     /// `RateLimit` value as a header value, written without a formatter (it is on every gateway answer).
     pub fn header_value(&self) -> HeaderValue {
         let mut buffer = itoa::Buffer::new();

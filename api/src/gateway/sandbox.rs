@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use actix_web::http::{Method, header};
+use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::GstContext;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::view::CachedRegistration;
-use crate::json::query_problem;
+use crate::json::{method_not_allowed_on, query_problem};
 use crate::openapi::{Problem, ServiceUnavailable};
 use crate::services::gsp::Registration;
 use crate::state::AppState;
@@ -28,11 +28,7 @@ pub async fn serve(state: &AppState, ctx: &GstContext, req: &HttpRequest) -> Res
         ));
     }
     if req.method() != Method::GET {
-        return Err(ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            format!("{} is not allowed on {}; allowed: GET", req.method(), req.path()),
-        )
-        .with_header(header::ALLOW, "GET"));
+        return Err(method_not_allowed_on(req, req.path()));
     }
     if path == "/taxpayer" {
         taxpayer(state, ctx).await

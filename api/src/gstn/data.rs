@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::crypto::{self, AesKey};
 use super::dialect::{self, GstnError, StatusCd, check_state_code, header, headers, verify_client};
 use crate::gateway::DialectToken;
-use crate::gateway::forward::UpstreamClient;
+use crate::gateway::forward::{UpstreamClient, set_session_facts};
 use crate::gateway::view::SandboxReference;
 use crate::state::AppState;
 
@@ -124,8 +124,7 @@ fn upper_case(text: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 fn to_json(value: &impl Serialize) -> Result<Vec<u8>, GstnError> {
-    serde_json::to_vec(value)
-        .map_err(|_| GstnError::with_status(StatusCode::INTERNAL_SERVER_ERROR, "TEC4001", "Internal error"))
+    serde_json::to_vec(value).map_err(|_| GstnError::internal())
 }
 
 /// The handler for every data call.
@@ -232,18 +231,9 @@ async fn forward(
     let method = http::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| GstnError::new("GEN5007", "Unsupported method"))?;
     let mut headers = http::HeaderMap::new();
-    let request_id = crate::request_id::current();
-    let facts = [
-        ("x-taxpayer-gstin", token.gstin.as_str()),
-        ("x-gsp-client-id", token.client_id.as_str()),
-        ("x-session-id", token.session_id.as_str()),
-        ("x-request-id", request_id.as_str()),
-    ];
-    let passed_on = PASSED_ON
-        .iter()
-        .filter_map(|name| header(req.headers(), *name).map(|value| (*name, value)));
-    for (name, value) in facts.into_iter().chain(passed_on) {
-        if let Ok(value) = http::HeaderValue::from_str(value) {
+    set_session_facts(&mut headers, &token.gstin, &token.client_id, &token.session_id);
+    for name in PASSED_ON {
+        if let Some(value) = header(req.headers(), name).and_then(|v| http::HeaderValue::from_str(v).ok()) {
             headers.insert(http::HeaderName::from_static(name), value);
         }
     }
@@ -477,7 +467,11 @@ mod tests {
         let json = br#"{"gstin":"24AAUPV7468F1ZW","ret_period":"112025"}"#;
         let expected = crypto::encrypt_response_with_rek(&sek, &rek, json);
         for numeric in [false, true] {
-            let status = StatusCd::for_test(numeric);
+            let settings = crate::Settings {
+                gstn_numeric_status_cd: numeric,
+                ..Default::default()
+            };
+            let status = StatusCd::success(&settings);
             let body = encrypted_answer(status, &crypto::encrypt_response_bytes(&sek, &rek, json));
             let envelope: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(

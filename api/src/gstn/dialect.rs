@@ -70,6 +70,11 @@ impl GstnError {
         )
     }
 
+    /// TEC4001: a fault of the gateway's own (no detail).
+    pub fn internal() -> Self {
+        Self::with_status(StatusCode::INTERNAL_SERVER_ERROR, "TEC4001", "Internal error")
+    }
+
     /// GEN5001: a mandatory field or header is missing.
     pub fn missing(what: &str) -> Self {
         Self::new("GEN5001", format!("Missing mandatory parameter: {what}"))
@@ -102,8 +107,11 @@ impl From<ApiError> for GstnError {
             ErrorCode::ValidationFailed | ErrorCode::InvalidDuration => {
                 Self::new("GEN5001", "Invalid request parameters")
             }
-            ErrorCode::InvalidRequest | ErrorCode::UnsupportedMediaType | ErrorCode::PayloadTooLarge => {
+            ErrorCode::InvalidRequest | ErrorCode::UnsupportedMediaType => {
                 Self::new("GEN5007", "Malformed request")
+            }
+            ErrorCode::PayloadTooLarge => {
+                Self::with_status(StatusCode::PAYLOAD_TOO_LARGE, "GEN5007", "Request body too large")
             }
             ErrorCode::InvalidClient => {
                 Self::with_status(StatusCode::FORBIDDEN, "AUT4033", "Invalid Client Id")
@@ -115,7 +123,7 @@ impl From<ApiError> for GstnError {
                     "Service unavailable; try again later",
                 )
             }
-            _ => Self::with_status(StatusCode::INTERNAL_SERVER_ERROR, "TEC4001", "Internal error"),
+            _ => Self::internal(),
         }
     }
 }
@@ -123,15 +131,6 @@ impl From<ApiError> for GstnError {
 impl From<StorageError> for GstnError {
     fn from(error: StorageError) -> Self {
         ApiError::from(error).into()
-    }
-}
-
-fn status_value(settings: &Settings, ok: bool) -> Value {
-    match (settings.gstn_numeric_status_cd, ok) {
-        (true, true) => json!(1),
-        (true, false) => json!(0),
-        (false, true) => json!("1"),
-        (false, false) => json!("0"),
     }
 }
 
@@ -143,20 +142,22 @@ pub struct StatusCd {
 }
 
 impl StatusCd {
-    /// Success, as the settings write it.
-    pub fn success(settings: &Settings) -> Self {
+    /// Success (`ok`) or failure, as the settings write it.
+    pub fn new(settings: &Settings, ok: bool) -> Self {
         Self {
             numeric: settings.gstn_numeric_status_cd,
-            ok: true,
+            ok,
         }
     }
-}
 
-impl StatusCd {
-    /// Success, numeric or not (unit tests).
-    #[cfg(test)]
-    pub fn for_test(numeric: bool) -> Self {
-        Self { numeric, ok: true }
+    /// Success, as the settings write it.
+    pub fn success(settings: &Settings) -> Self {
+        Self::new(settings, true)
+    }
+
+    /// The value as JSON.
+    fn value(self) -> Value {
+        serde_json::from_str(self.json()).unwrap_or(Value::Null)
     }
 
     /// The value as JSON text.
@@ -173,7 +174,7 @@ impl StatusCd {
 /// `{"status_cd":"1", …fields}`.
 pub fn success(settings: &Settings, fields: Map<String, Value>) -> HttpResponse {
     let mut body = Map::new();
-    body.insert("status_cd".into(), status_value(settings, true));
+    body.insert("status_cd".into(), StatusCd::new(settings, true).value());
     body.extend(fields);
     HttpResponse::Ok().json(Value::Object(body))
 }
@@ -181,7 +182,7 @@ pub fn success(settings: &Settings, fields: Map<String, Value>) -> HttpResponse 
 /// `{"status_cd":"0","error":{…}}` with the error's HTTP status.
 pub fn failure(settings: &Settings, error: &GstnError) -> HttpResponse {
     crate::metrics::refusal(error.code);
-    let body = json!({"status_cd": status_value(settings, false), "error": {"error_cd": error.code, "message": error.message}});
+    let body = json!({"status_cd": StatusCd::new(settings, false).value(), "error": {"error_cd": error.code, "message": error.message}});
     let mut response = HttpResponse::build(error.status);
     if error.status == StatusCode::TOO_MANY_REQUESTS {
         response.insert_header(("Retry-After", "1"));

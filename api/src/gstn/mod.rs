@@ -37,30 +37,6 @@ fn is_version(segment: &str) -> bool {
     digits(major) && digits(minor)
 }
 
-/// The request body, up to the configured limit (GSTR uploads are the largest bodies the gateway sees).
-async fn read_body(
-    mut payload: actix_web::web::Payload,
-    limit: usize,
-) -> Result<actix_web::web::Bytes, dialect::GstnError> {
-    use futures_util::StreamExt;
-    let too_large = || {
-        dialect::GstnError::with_status(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "GEN5007",
-            format!("Request body larger than {limit} bytes"),
-        )
-    };
-    let mut body = actix_web::web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| dialect::GstnError::new("GEN5007", "Malformed request"))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
 /// Routes `/taxpayerapi/v{X.Y}/…` by hand: a plain split instead of a regex per request.
 async fn dispatch(
     state: actix_web::web::Data<AppState>,
@@ -68,9 +44,10 @@ async fn dispatch(
     req: actix_web::HttpRequest,
     payload: actix_web::web::Payload,
 ) -> actix_web::HttpResponse {
-    let body = match read_body(payload, state.settings.max_body_bytes).await {
+    // GSTR uploads are the largest bodies the gateway sees; past the limit, 413 in the dialect's envelope.
+    let body = match crate::json::read_body(payload, state.settings.max_body_bytes).await {
         Ok(body) => body,
-        Err(error) => return dialect::failure(&state.settings, &error),
+        Err(error) => return dialect::failure(&state.settings, &error.into()),
     };
     let rest = req.path().strip_prefix("/taxpayerapi/").unwrap_or("");
     let (version, resource) = rest.split_once('/').unwrap_or((rest, ""));
