@@ -474,7 +474,28 @@ impl Stream for Deadlined {
 
 #[cfg(test)]
 mod tests {
-    use super::check_upstream_url;
+    use super::{check_upstream_url, tls_config};
+    use crate::Settings;
+
+    #[test]
+    fn an_unreadable_or_empty_ca_file_stops_start_up() {
+        let empty = std::env::temp_dir().join(format!("gsp-gateway-empty-ca-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        for path in ["/nonexistent/ca.pem".to_owned(), empty.display().to_string()] {
+            let settings = Settings {
+                upstream_url: Some("https://gst.internal".into()),
+                upstream_ca_file: Some(path.clone()),
+                ..Default::default()
+            };
+            let refusal = tls_config(&settings).expect_err(&path);
+            assert!(refusal.contains(&path), "{refusal}");
+        }
+        std::fs::remove_file(empty).unwrap();
+        assert!(
+            tls_config(&Settings::default()).is_ok(),
+            "no upstream, nothing to trust"
+        );
+    }
 
     #[test]
     fn http_and_https_upstreams_without_a_query_are_accepted() {
