@@ -17,9 +17,9 @@
 //! a refresh), so the mapping is left to the dialect's handlers; each variant's doc names the
 //! usual answer.
 
-use aes::Aes256;
 use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyInit};
+use aes::{Aes256Dec, Aes256Enc};
 use std::sync::LazyLock;
 
 use base64::Engine;
@@ -95,9 +95,11 @@ pub fn b64_decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>, CryptoError> {
     }
 }
 
-/// AES-256-ECB with PKCS#7 padding (Java's `AES/ECB/PKCS5Padding`).
+/// AES-256-ECB with PKCS#7 padding (Java's `AES/ECB/PKCS5Padding`). Encryption and decryption use
+/// one-way ciphers (`Aes256Enc`, `Aes256Dec`): `Aes256` would expand both key schedules, and every
+/// data response expands two fresh keys.
 pub fn aes_encrypt(key: &AesKey, plaintext: &[u8]) -> Vec<u8> {
-    ecb::Encryptor::<Aes256>::new(key.into()).encrypt_padded_vec_mut::<Pkcs7>(plaintext)
+    ecb::Encryptor::<Aes256Enc>::new(key.into()).encrypt_padded_vec_mut::<Pkcs7>(plaintext)
 }
 
 /// The inverse of [`aes_encrypt`].
@@ -105,7 +107,7 @@ pub fn aes_decrypt(key: &AesKey, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoErr
     if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(AES_BLOCK) {
         return Err(CryptoError::Padding);
     }
-    ecb::Decryptor::<Aes256>::new(key.into())
+    ecb::Decryptor::<Aes256Dec>::new(key.into())
         .decrypt_padded_vec_mut::<Pkcs7>(ciphertext)
         .map_err(|_| CryptoError::Padding)
 }
@@ -260,16 +262,17 @@ pub fn encrypt_response_bytes(sek: &AesKey, rek: &AesKey, json: &[u8]) -> Encryp
     let mut buffer = vec![0u8; b_len + AES_BLOCK];
     let written = ENCODER.encode_slice(json, &mut buffer).unwrap_or(0);
     let hmac = hmac_sha256(rek, &buffer[..written]);
-    let data =
-        match ecb::Encryptor::<Aes256>::new(rek.into()).encrypt_padded_mut::<Pkcs7>(&mut buffer, written) {
-            Ok(ciphertext) => {
-                let length = ciphertext.len();
-                buffer.truncate(length);
-                buffer
-            }
-            // Unreachable: the buffer has a whole block of room for the padding.
-            Err(_) => aes_encrypt(rek, &buffer[..written]),
-        };
+    let data = match ecb::Encryptor::<Aes256Enc>::new(rek.into())
+        .encrypt_padded_mut::<Pkcs7>(&mut buffer, written)
+    {
+        Ok(ciphertext) => {
+            let length = ciphertext.len();
+            buffer.truncate(length);
+            buffer
+        }
+        // Unreachable: the buffer has a whole block of room for the padding.
+        Err(_) => aes_encrypt(rek, &buffer[..written]),
+    };
     EncryptedResponseBytes {
         data,
         rek: aes_encrypt(sek, rek),

@@ -3,11 +3,13 @@
 //! the upstream as plain JSON or answered by the sandbox, and the answer encrypted under a fresh REK.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::http::header::{self as http_header, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 use gsp_gateway_domain::authorize;
 use gsp_gateway_domain::secret::sha256;
 use serde::{Deserialize, Serialize};
@@ -123,8 +125,10 @@ fn upper_case(text: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
-fn to_json(value: &impl Serialize) -> Result<Vec<u8>, GstnError> {
-    serde_json::to_vec(value).map_err(|_| GstnError::internal())
+fn to_json(value: &impl Serialize) -> Result<web::Bytes, GstnError> {
+    serde_json::to_vec(value)
+        .map(web::Bytes::from)
+        .map_err(|_| GstnError::internal())
 }
 
 /// The handler for every data call.
@@ -163,7 +167,7 @@ async fn serve(
     version: &str,
     resource: &str,
     body: &[u8],
-) -> Result<(AesKey, Vec<u8>), GstnError> {
+) -> Result<(AesKey, web::Bytes), GstnError> {
     let admitted = admit(state, req).await?;
     let query = Query::parse(req.query_string());
     let (action, payload) = if matches!(*req.method(), Method::PUT | Method::POST) {
@@ -243,7 +247,7 @@ async fn forward(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/json"),
             );
-            Some(to_json(&payload)?.into())
+            Some(to_json(&payload)?)
         }
         None => None,
     };
@@ -274,16 +278,12 @@ async fn forward(
     Ok(answer)
 }
 
-fn ret_period(req: &HttpRequest, query: &Query) -> Result<String, GstnError> {
+fn ret_period<'a>(req: &'a HttpRequest, query: &'a Query<'a>) -> Result<&'a str, GstnError> {
     let period = query
         .get("ret_period")
         .or_else(|| query.get("rtnprd"))
-        .map(str::to_owned)
-        .or_else(|| {
-            header(req.headers(), "ret_period")
-                .or_else(|| header(req.headers(), "ret_prd"))
-                .map(str::to_owned)
-        })
+        .or_else(|| header(req.headers(), "ret_period"))
+        .or_else(|| header(req.headers(), "ret_prd"))
         .ok_or_else(|| GstnError::missing("ret_period"))?;
     let valid = period.len() == 6
         && period.bytes().all(|b| b.is_ascii_digit())
@@ -293,6 +293,56 @@ fn ret_period(req: &HttpRequest, query: &Query) -> Result<String, GstnError> {
     } else {
         Err(GstnError::new("RET11402", "Invalid return period"))
     }
+}
+
+/// The GSTR-1 sections the sandbox serves by GET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Section {
+    B2b,
+    ReturnSummary,
+}
+
+/// The sandbox's GSTR-1 section answers are a function of the GSTIN and the period alone: each
+/// worker keeps the JSON it wrote (a bounded number of them), as the REST sandbox keeps registrations.
+const SECTION_CACHE_ENTRIES: usize = 4096;
+
+/// A cache key: the section, the GSTIN (15 characters) and the period (6 digits), on the stack.
+type SectionKey = [u8; 22];
+
+fn section_key(section: Section, gstin: &str, period: &str) -> Option<SectionKey> {
+    let (gstin, period) = (gstin.as_bytes(), period.as_bytes());
+    if gstin.len() != 15 || period.len() != 6 {
+        return None;
+    }
+    let mut key = [0u8; 22];
+    key[0] = section as u8;
+    key[1..16].copy_from_slice(gstin);
+    key[16..].copy_from_slice(period);
+    Some(key)
+}
+
+thread_local! {
+    static SECTIONS: RefCell<HashMap<SectionKey, web::Bytes>> = RefCell::new(HashMap::new());
+}
+
+fn section(section: Section, gstin: &str, period: &str) -> Result<web::Bytes, GstnError> {
+    let key = section_key(section, gstin, period);
+    if let Some(json) = key.and_then(|key| SECTIONS.with_borrow(|cache| cache.get(&key).cloned())) {
+        return Ok(json);
+    }
+    let json = match section {
+        Section::B2b => to_json(&b2b(gstin, period)),
+        Section::ReturnSummary => to_json(&return_summary(gstin, period)),
+    }?;
+    if let Some(key) = key {
+        SECTIONS.with_borrow_mut(|cache| {
+            if cache.len() >= SECTION_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, json.clone());
+        });
+    }
+    Ok(json)
 }
 
 /// GSTR-1 `B2B`: one supplier's invoices (one invoice per period in the sandbox).
@@ -337,7 +387,7 @@ struct ItemDetail {
 #[derive(Serialize)]
 struct ReturnSummary<'a> {
     gstin: &'a str,
-    ret_period: String,
+    ret_period: &'a str,
     summ_typ: &'a str,
     sec_sum: [SectionSummary<'a>; 1],
 }
@@ -351,6 +401,49 @@ struct SectionSummary<'a> {
     ttl_igst: f64,
 }
 
+/// The sandbox's B2B section: one invoice from one supplier in the period.
+fn b2b<'a>(gstin: &'a str, period: &'a str) -> B2bSection<'a> {
+    B2bSection {
+        b2b: [B2bSupplier {
+            ctin: "27AAPFU0939F1ZV",
+            cfs: "Y",
+            inv: [B2bInvoice {
+                inum: format!("S{}{}", &period[..2], gstin.get(2..7).unwrap_or_default()),
+                idt: format!("15-{}-{}", &period[..2], &period[2..]),
+                val: 11800.0,
+                pos: "27",
+                rchrg: "N",
+                inv_typ: "R",
+                itms: [B2bItem {
+                    num: 1,
+                    itm_det: ItemDetail {
+                        rt: 18.0,
+                        txval: 10000.0,
+                        iamt: 1800.0,
+                        csamt: 0.0,
+                    },
+                }],
+            }],
+        }],
+    }
+}
+
+/// The sandbox's return summary: the B2B section's totals.
+fn return_summary<'a>(gstin: &'a str, period: &'a str) -> ReturnSummary<'a> {
+    ReturnSummary {
+        gstin,
+        ret_period: period,
+        summ_typ: "L",
+        sec_sum: [SectionSummary {
+            sec_nm: "B2B",
+            ttl_rec: 1,
+            ttl_val: 11800.0,
+            ttl_tax: 10000.0,
+            ttl_igst: 1800.0,
+        }],
+    }
+}
+
 /// The built-in sandbox of the dialect: GSTR-1 sections, RETSAVE and RETSTATUS, per the spec's shapes.
 fn sandbox(
     state: &AppState,
@@ -360,49 +453,12 @@ fn sandbox(
     query: &Query,
     payload: Option<&Value>,
     token: &DialectToken,
-) -> Result<Vec<u8>, GstnError> {
+) -> Result<web::Bytes, GstnError> {
     let resource = resource.trim_end_matches('/');
     match (req.method().clone(), resource, action) {
-        (Method::GET, "returns/gstr1", "B2B") => {
-            let period = ret_period(req, query)?;
-            to_json(&B2bSection {
-                b2b: [B2bSupplier {
-                    ctin: "27AAPFU0939F1ZV",
-                    cfs: "Y",
-                    inv: [B2bInvoice {
-                        inum: format!("S{}{}", &period[..2], &token.gstin[2..7]),
-                        idt: format!("15-{}-{}", &period[..2], &period[2..]),
-                        val: 11800.0,
-                        pos: "27",
-                        rchrg: "N",
-                        inv_typ: "R",
-                        itms: [B2bItem {
-                            num: 1,
-                            itm_det: ItemDetail {
-                                rt: 18.0,
-                                txval: 10000.0,
-                                iamt: 1800.0,
-                                csamt: 0.0,
-                            },
-                        }],
-                    }],
-                }],
-            })
-        }
+        (Method::GET, "returns/gstr1", "B2B") => section(Section::B2b, &token.gstin, ret_period(req, query)?),
         (Method::GET, "returns/gstr1", "RETSUM") => {
-            let period = ret_period(req, query)?;
-            to_json(&ReturnSummary {
-                gstin: &token.gstin,
-                ret_period: period,
-                summ_typ: "L",
-                sec_sum: [SectionSummary {
-                    sec_nm: "B2B",
-                    ttl_rec: 1,
-                    ttl_val: 11800.0,
-                    ttl_tax: 10000.0,
-                    ttl_igst: 1800.0,
-                }],
-            })
+            section(Section::ReturnSummary, &token.gstin, ret_period(req, query)?)
         }
         (Method::PUT, "returns/gstr1", "RETSAVE") => {
             let payload = payload.ok_or_else(|| GstnError::missing("data"))?;
@@ -484,5 +540,35 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn section_answers_are_kept_per_gstin_period_and_section() {
+        let gstin = "24AAUPV7468F1ZW";
+        let first = section(Section::ReturnSummary, gstin, "112025").unwrap();
+        let again = section(Section::ReturnSummary, gstin, "112025").unwrap();
+        assert_eq!(
+            first.as_ptr(),
+            again.as_ptr(),
+            "the second answer is the kept one"
+        );
+        let summary: Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(summary["gstin"], gstin);
+        assert_eq!(summary["ret_period"], "112025");
+
+        let other_period = section(Section::ReturnSummary, gstin, "122025").unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&other_period).unwrap()["ret_period"],
+            "122025"
+        );
+        let b2b: Value = serde_json::from_slice(&section(Section::B2b, gstin, "112025").unwrap()).unwrap();
+        assert_eq!(b2b["b2b"][0]["inv"][0]["inum"], "S11AAUPV");
+        assert_eq!(b2b["b2b"][0]["inv"][0]["idt"], "15-11-2025");
+
+        // Not a 15-character GSTIN: answered, not kept.
+        let odd = section(Section::ReturnSummary, "24AAUPV", "112025").unwrap();
+        let odd_again = section(Section::ReturnSummary, "24AAUPV", "112025").unwrap();
+        assert_eq!(odd, odd_again);
+        assert_ne!(odd.as_ptr(), odd_again.as_ptr());
     }
 }
