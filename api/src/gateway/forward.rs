@@ -424,6 +424,22 @@ pub async fn forward(
             response.append_header((name, value.as_bytes()));
         }
     }
+    // A small answer of declared length is read whole before its head goes out, as nginx buffers
+    // answers: one write towards the client, and an upstream that stalls mid-body gets a clean 504.
+    // HEAD, 204 and 304 answers keep the upstream's Content-Length without a body: not buffered.
+    let bodiless = req.method() == actix_web::http::Method::HEAD || matches!(status.as_u16(), 204 | 304);
+    if let Some(length) = length.filter(|n| *n <= BUFFERED_ANSWER_BYTES && !bodiless) {
+        let body = tokio::select! {
+            body = http_body_util::Limited::new(answer.into_body(), length as usize).collect() => body
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "upstream body failed");
+                    unavailable()
+                })?
+                .to_bytes(),
+            () = deadline.as_mut() => return Err(timed_out()),
+        };
+        return Ok(response.body(body));
+    }
     let body = Deadlined {
         body: BodyStream::new(answer.into_body()),
         deadline,
@@ -433,6 +449,9 @@ pub async fn forward(
         None => response.streaming(body),
     })
 }
+
+/// Answers up to this size (by their `Content-Length`) are buffered rather than streamed.
+const BUFFERED_ANSWER_BYTES: u64 = 64 * 1024;
 
 /// The upstream's answer body, cut off with an error when the exchange's deadline passes.
 struct Deadlined {

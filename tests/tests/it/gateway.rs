@@ -369,6 +369,31 @@ async fn forwarding_streams_bodies_up_to_the_limit_and_keeps_lengths(backend: Ba
         started.elapsed() < Duration::from_secs(4),
         "cut off at the 1 s deadline, not the upstream's 5 s"
     );
+
+    // A small answer of declared length is read whole before it is passed on: one that stalls is a
+    // clean 504 rather than a broken answer.
+    let started = std::time::Instant::now();
+    app.gst("/v1/gst/stall?sized", &session.access_token)
+        .await
+        .assert_problem(504, "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    // HEAD keeps the upstream's length and carries no body.
+    let resp = app
+        .client
+        .head(format!("{}/v1/gst/taxpayer", app.address))
+        .bearer_auth(&session.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let length: usize = resp.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(length > 0, "the GET's length, not the empty body's");
+    assert!(resp.bytes().await.unwrap().is_empty());
 }
 
 /// An https upstream: `openssl s_server -WWW` (an implementation the gateway does not share) serving

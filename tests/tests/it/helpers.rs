@@ -498,7 +498,12 @@ pub async fn spawn_upstream() -> String {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 Ok::<_, actix_web::Error>(web::Bytes::from_static(b"true}"))
             });
-            return HttpResponse::Ok().streaming(futures_util::StreamExt::chain(start, rest));
+            let body = futures_util::StreamExt::chain(start, rest);
+            return if req.query_string() == "sized" {
+                HttpResponse::Ok().body(actix_web::body::SizedStream::new(16, body))
+            } else {
+                HttpResponse::Ok().streaming(body)
+            };
         }
         let headers: serde_json::Map<String, Value> = req
             .headers()
