@@ -85,6 +85,24 @@ pub enum AdminCommand {
         #[arg(long)]
         name: String,
     },
+    /// Disable a GSP client: its credentials are refused and every session it holds ends at once
+    DisableGsp {
+        /// Client id
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Re-enable a disabled GSP client (its ended sessions stay ended)
+    EnableGsp {
+        /// Client id
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Give a GSP client a new secret and print it (shown once); the old secret is refused from now on
+    RotateGspSecret {
+        /// Client id
+        #[arg(long)]
+        client_id: String,
+    },
 }
 
 /// Key management.
@@ -260,6 +278,19 @@ fn cli_event() -> NewAuditEvent {
     }
 }
 
+/// Runs one provisioning service in the database and renders what it returns as JSON.
+async fn provision<T: serde::Serialize + Send + 'static>(
+    db: &Db,
+    work: impl FnOnce(&mut gsp_gateway_storage::DbConn) -> Result<T, crate::error::ApiError> + Send + 'static,
+) -> Result<String, String> {
+    let done = db
+        .run(move |conn| Ok(work(conn)))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    serde_json::to_string_pretty(&done).map_err(|e| e.to_string())
+}
+
 async fn run_admin(command: AdminCommand, settings: &Settings) -> Result<ExitCode, String> {
     let db = open(settings).await?;
     let now = Clock::system().now();
@@ -285,33 +316,38 @@ async fn run_admin(command: AdminCommand, settings: &Settings) -> Result<ExitCod
             let checked = provisioning::check_taxpayer(input).map_err(|e| e.to_string())?;
             let hash = PasswordHash::create(&checked.password()).map_err(|e| e.to_string())?;
             let lifetime = settings.password_lifetime_days;
-            let view = db
-                .run(move |conn| {
-                    Ok(provisioning::create_taxpayer(
-                        conn,
-                        checked,
-                        &hash,
-                        now,
-                        lifetime,
-                        cli_event(),
-                    ))
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            serde_json::to_string_pretty(&view)
+            provision(&db, move |conn| {
+                provisioning::create_taxpayer(conn, checked, &hash, now, lifetime, cli_event())
+            })
+            .await?
         }
         AdminCommand::CreateGsp { name } => {
             let input = NewGsp { name };
             provisioning::check_gsp(&input).map_err(|e| e.to_string())?;
-            let created = db
-                .run(move |conn| Ok(provisioning::create_gsp(conn, input, now, cli_event())))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            serde_json::to_string_pretty(&created)
+            provision(&db, move |conn| {
+                provisioning::create_gsp(conn, input, now, cli_event())
+            })
+            .await?
+        }
+        AdminCommand::DisableGsp { client_id } => {
+            provision(&db, move |conn| {
+                provisioning::disable_gsp(conn, &client_id, now, cli_event())
+            })
+            .await?
+        }
+        AdminCommand::EnableGsp { client_id } => {
+            provision(&db, move |conn| {
+                provisioning::enable_gsp(conn, &client_id, now, cli_event())
+            })
+            .await?
+        }
+        AdminCommand::RotateGspSecret { client_id } => {
+            provision(&db, move |conn| {
+                provisioning::rotate_gsp_secret(conn, &client_id, now, cli_event())
+            })
+            .await?
         }
     };
-    println!("{}", output.map_err(|e| e.to_string())?);
+    println!("{output}");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! The gateway as an operating-system process: graceful SIGTERM, a SIGKILL in the middle of a
-//! disable-access transaction, secrets kept out of the logs, and several instances on one PostgreSQL.
+//! disable-access transaction, secrets kept out of the logs, several instances on one PostgreSQL, and the
+//! operator disabling and re-keying a GSP from the command line.
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -684,4 +685,100 @@ fn base64_url_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Runs `gsp-gateway admin …` on the database: its exit status, standard output and error.
+fn admin_cli(database_url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BINARY)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .arg("admin")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Calls `url` with the bearer token until it answers `status`, for at most two seconds.
+fn answers_within(url: &str, token: &str, status: u16) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let answer = call(reqwest::Method::GET, url.to_owned(), Some(token), None, None);
+        if answer.0 == status || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn the_operator_disables_re_enables_and_re_keys_a_gsp_from_the_command_line() {
+    let dir = temp_dir("gsp-lifecycle");
+    let url = format!("sqlite://{}", dir.join("g.db").display());
+    let gateway = Gateway::start(&url, &dir, &[]);
+    let flow = full_flow(&gateway.base, "24AAUPV7468F1ZW", "cli.operator");
+    let taxpayer_api = format!("{}/v1/gst/taxpayer", gateway.base);
+    assert_eq!(
+        call(
+            reqwest::Method::GET,
+            taxpayer_api.clone(),
+            Some(&flow.access_token),
+            None,
+            None
+        )
+        .0,
+        200
+    );
+
+    let (ok, out, err) = admin_cli(&url, &["disable-gsp", "--client-id", &flow.client_id]);
+    assert!(ok, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["enabled"], false);
+    assert_eq!(
+        status["revoked_sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{out}"
+    );
+    // The running gateway learns of it through the change feed.
+    let (code, problem) = answers_within(&taxpayer_api, &flow.access_token, 401);
+    assert_eq!(
+        (code, problem["code"].as_str()),
+        (401, Some("session_revoked")),
+        "{problem}"
+    );
+
+    let (ok, out, err) = admin_cli(&url, &["enable-gsp", "--client-id", &flow.client_id]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["enabled"], true);
+
+    let (ok, out, err) = admin_cli(&url, &["rotate-gsp-secret", "--client-id", &flow.client_id]);
+    assert!(ok, "{err}");
+    let rotated: Value = serde_json::from_str(&out).unwrap();
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+    assert_ne!(new_secret, flow.client_secret);
+    let otp = |secret: &str| {
+        call(
+            reqwest::Method::POST,
+            format!("{}/v1/gsp/otp", gateway.base),
+            None,
+            Some((&flow.client_id, secret)),
+            Some(json!({"gstin": "24AAUPV7468F1ZW", "username": "cli.operator"})),
+        )
+    };
+    let (code, problem) = otp(&flow.client_secret);
+    assert_eq!(
+        (code, problem["code"].as_str()),
+        (401, Some("invalid_client")),
+        "{problem}"
+    );
+    assert_eq!(otp(new_secret).0, 202);
+
+    let (ok, _, err) = admin_cli(&url, &["disable-gsp", "--client-id", "l7xxnosuchclient"]);
+    assert!(!ok);
+    assert!(err.contains("no GSP client l7xxnosuchclient"), "{err}");
 }

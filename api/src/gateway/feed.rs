@@ -30,6 +30,11 @@ fn apply(state: &AppState, change: &audit::Change) -> bool {
                 state.view.forget_dialect_tokens(id);
             }
         }
+        "gsp.disabled" | "gsp.enabled" | "gsp.secret_rotated" => {
+            if let Some(client_id) = &change.gsp_client_id {
+                state.view.client_changed(client_id);
+            }
+        }
         "keys.rotated" => return true,
         crate::gstn::rsa_key::ROTATED_ACTION => return true,
         _ => {}

@@ -126,6 +126,16 @@ impl GatewayView {
         self.forget_dialect_tokens(session_id);
     }
 
+    /// A GSP client was disabled, re-enabled or given a new secret: its cached credentials go, and so
+    /// do its sessions and dialect tokens, to be reloaded (a disabled client's were revoked).
+    pub fn client_changed(&self, client_id: &str) {
+        self.bump();
+        self.clients.remove(client_id);
+        self.sessions.retain(|_, entry| &*entry.client_id != client_id);
+        self.dialect_tokens
+            .retain(|_, token| token.client_id != client_id);
+    }
+
     /// Forgets the dialect tokens of a session (its token was refreshed or it ended).
     pub fn forget_dialect_tokens(&self, session_id: &str) {
         self.dialect_tokens
@@ -277,6 +287,7 @@ impl GatewayView {
         if let Some(found) = self.clients.get(client_id).map(|c| c.clone()) {
             return Ok(Some(found));
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let id = client_id.to_owned();
         let Some(row) = db
             .run(move |conn| gsp_gateway_storage::repo::gsp_clients::find(conn, &id))
@@ -292,10 +303,12 @@ impl GatewayView {
             name: row.name,
             enabled: row.enabled,
         });
-        if self.clients.len() > 10_000 {
-            self.clients.clear();
+        if self.generation.load(Ordering::SeqCst) == generation {
+            if self.clients.len() > 10_000 {
+                self.clients.clear();
+            }
+            self.clients.insert(client_id.to_owned(), cached.clone());
         }
-        self.clients.insert(client_id.to_owned(), cached.clone());
         Ok(Some(cached))
     }
 

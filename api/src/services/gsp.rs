@@ -480,6 +480,11 @@ pub fn exchange_otp(
                     ),
                     now,
                 )?;
+                // Re-read under the audit chain's lock: a client disabled since it authenticated gets
+                // no session (see `provisioning::disable_gsp`).
+                if !gsp_clients::find(conn, &client.client_id)?.is_some_and(|c| c.enabled) {
+                    return Err(invalid_client("this GSP client is disabled"));
+                }
                 let active = sessions::count_active(conn, &taxpayer.id, &client.client_id, to_db(now))?;
                 if active >= i64::from(settings.session_cap) {
                     return Err(session_limit(settings));

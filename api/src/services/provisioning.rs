@@ -6,7 +6,7 @@ use gsp_gateway_domain::{Gstin, PasswordHash, PasswordPolicy, Username};
 use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
 use gsp_gateway_storage::repo::gsp_clients::{self, GspClientRow};
 use gsp_gateway_storage::repo::taxpayers::{self, TaxpayerRow};
-use gsp_gateway_storage::{DbConn, from_db, to_db, write_tx};
+use gsp_gateway_storage::{DbConn, from_db, to_db, write_tx, write_tx_as};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -256,6 +256,136 @@ pub fn create_gsp(
     })?;
     Ok(GspCredentials {
         client_id,
+        client_secret,
+        name: row.name,
+        created_at: from_db(row.created_at),
+    })
+}
+
+/// A GSP client after the operator disabled or re-enabled it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GspStatus {
+    /// Client id.
+    pub client_id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether its credentials are accepted.
+    pub enabled: bool,
+    /// The sessions this change ended (disabling ends them all).
+    pub revoked_sessions: Vec<String>,
+}
+
+fn unknown_gsp(client_id: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no GSP client {client_id}"))
+}
+
+/// Disables a GSP client: its credentials are refused from now on and every session it holds ends, in
+/// one transaction. Each ended session is recorded for its taxpayer, so it shows in their activity; the
+/// change feed carries all of it to the other instances.
+///
+/// The client's own event is appended first: that takes the audit chain's lock, which every session
+/// issue also takes before it re-checks its client (see `gsp::exchange_otp`). So a session is either
+/// issued before this transaction and revoked by it, or refused after it.
+pub fn disable_gsp(
+    conn: &mut DbConn,
+    client_id: &str,
+    now: DateTime<Utc>,
+    audit_event: NewAuditEvent,
+) -> Result<GspStatus, ApiError> {
+    write_tx_as(conn, |conn| {
+        let row = gsp_clients::find(conn, client_id)?.ok_or_else(|| unknown_gsp(client_id))?;
+        audit::append(
+            conn,
+            NewAuditEvent {
+                action: "gsp.disabled".into(),
+                gsp_client_id: Some(row.client_id.clone()),
+                ..audit_event.clone()
+            },
+            now,
+        )?;
+        gsp_clients::set_enabled(conn, client_id, false)?;
+        let revoked = gsp_gateway_storage::repo::sessions::revoke_all_for_client(
+            conn,
+            client_id,
+            "gsp_disabled",
+            to_db(now),
+        )?;
+        for (session_id, gstin) in &revoked {
+            audit::append(
+                conn,
+                NewAuditEvent {
+                    action: "session.revoked".into(),
+                    gstin: Some(gstin.clone()),
+                    gsp_client_id: Some(row.client_id.clone()),
+                    session_id: Some(session_id.clone()),
+                    detail: json!({"by": "operator", "reason": "gsp_disabled"}),
+                    ..audit_event.clone()
+                },
+                now,
+            )?;
+        }
+        Ok(GspStatus {
+            client_id: row.client_id,
+            name: row.name,
+            enabled: false,
+            revoked_sessions: revoked.into_iter().map(|(id, _)| id).collect(),
+        })
+    })
+}
+
+/// Re-enables a disabled GSP client. Its ended sessions stay ended: taxpayers consent again by OTP.
+pub fn enable_gsp(
+    conn: &mut DbConn,
+    client_id: &str,
+    now: DateTime<Utc>,
+    audit_event: NewAuditEvent,
+) -> Result<GspStatus, ApiError> {
+    write_tx_as(conn, |conn| {
+        let row = gsp_clients::find(conn, client_id)?.ok_or_else(|| unknown_gsp(client_id))?;
+        gsp_clients::set_enabled(conn, client_id, true)?;
+        audit::append(
+            conn,
+            NewAuditEvent {
+                action: "gsp.enabled".into(),
+                gsp_client_id: Some(row.client_id.clone()),
+                ..audit_event
+            },
+            now,
+        )?;
+        Ok(GspStatus {
+            client_id: row.client_id,
+            name: row.name,
+            enabled: true,
+            revoked_sessions: Vec::new(),
+        })
+    })
+}
+
+/// Gives a GSP client a new secret (shown once); the old one is refused from now on. Its sessions go on:
+/// they were granted by taxpayers, not by the secret. Disable the client to end them.
+pub fn rotate_gsp_secret(
+    conn: &mut DbConn,
+    client_id: &str,
+    now: DateTime<Utc>,
+    audit_event: NewAuditEvent,
+) -> Result<GspCredentials, ApiError> {
+    let client_secret = new_client_secret();
+    let row = write_tx_as::<_, ApiError>(conn, |conn| {
+        let row = gsp_clients::find(conn, client_id)?.ok_or_else(|| unknown_gsp(client_id))?;
+        gsp_clients::set_secret_hash(conn, client_id, &sha256_hex(&client_secret))?;
+        audit::append(
+            conn,
+            NewAuditEvent {
+                action: "gsp.secret_rotated".into(),
+                gsp_client_id: Some(row.client_id.clone()),
+                ..audit_event
+            },
+            now,
+        )?;
+        Ok(row)
+    })?;
+    Ok(GspCredentials {
+        client_id: row.client_id,
         client_secret,
         name: row.name,
         created_at: from_db(row.created_at),

@@ -160,6 +160,8 @@ pub struct Change {
     pub action: String,
     /// Taxpayer concerned.
     pub gstin: Option<String>,
+    /// GSP client concerned.
+    pub gsp_client_id: Option<String>,
     /// Session concerned.
     pub session_id: Option<String>,
 }
@@ -175,6 +177,7 @@ pub fn changes_since(conn: &mut DbConn, after: i64, limit: i64) -> Result<Vec<Ch
             audit_events::at,
             audit_events::action,
             audit_events::gstin,
+            audit_events::gsp_client_id,
             audit_events::session_id,
         ))
         .load(conn)?)

@@ -46,3 +46,11 @@ pub fn set_enabled(conn: &mut DbConn, client_id: &str, enabled: bool) -> Result<
         .execute(conn)?;
     Ok(n == 1)
 }
+
+/// Replaces a client's secret hash; false when there is no such client.
+pub fn set_secret_hash(conn: &mut DbConn, client_id: &str, secret_hash: &str) -> Result<bool, StorageError> {
+    let n = diesel::update(gsp_clients::table.find(client_id))
+        .set(gsp_clients::secret_hash.eq(secret_hash))
+        .execute(conn)?;
+    Ok(n == 1)
+}

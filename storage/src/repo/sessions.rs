@@ -173,6 +173,29 @@ pub fn revoke_all_for_taxpayer(
     Ok(ids)
 }
 
+/// Revokes every unrevoked session a GSP client holds; returns those it revoked, as (session id, GSTIN).
+pub fn revoke_all_for_client(
+    conn: &mut DbConn,
+    client_id: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<Vec<(String, String)>, StorageError> {
+    let revoked: Vec<(String, String)> = sessions::table
+        .inner_join(taxpayers::table)
+        .filter(sessions::gsp_client_id.eq(client_id))
+        .filter(sessions::revoked_at.is_null())
+        .select((sessions::id, taxpayers::gstin))
+        .load(conn)?;
+    diesel::update(
+        sessions::table
+            .filter(sessions::gsp_client_id.eq(client_id))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
+    .execute(conn)?;
+    Ok(revoked)
+}
+
 /// Moves the end of the taxpayer's live sessions to `expires_at` (re-enabling moves the window).
 pub fn move_live_ends(
     conn: &mut DbConn,

@@ -4,6 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::TimeDelta;
 use diesel::prelude::*;
+use gsp_gateway_api::services::provisioning;
 use gsp_gateway_domain::secret::sha256_hex;
 use gsp_gateway_storage::repo::gsp_clients;
 use gsp_gateway_storage::schema::{otp_challenges, refresh_tokens, sessions};
@@ -26,6 +27,9 @@ on_both_backends!(
     gstin_search_verifies_registrations,
     every_step_appears_in_the_taxpayer_activity,
     secrets_are_stored_hashed,
+    disabling_a_gsp_ends_its_sessions_everywhere,
+    a_rotated_secret_replaces_the_old_one_at_once,
+    a_client_disabled_after_it_authenticated_gets_no_session,
 );
 
 async fn setup(backend: Backend) -> (TestApp, TestTaxpayer, TestGsp) {
@@ -594,4 +598,196 @@ async fn secrets_are_stored_hashed(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(stored, vec![sha256_hex(&session.refresh_token)]);
+}
+
+/// Calls until `call` answers `status`, for at most the propagation time (a change made outside this
+/// instance reaches it through the change feed); returns that answer.
+async fn within_propagation<F, Fut>(status: u16, call: F) -> Resp
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Resp>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let resp = call().await;
+        if resp.status.as_u16() == status || started.elapsed() > std::time::Duration::from_secs(2) {
+            return resp;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+async fn disabling_a_gsp_ends_its_sessions_everywhere(backend: Backend) {
+    let (app, taxpayer, gsp) = setup(backend).await;
+    let other_taxpayer = app.create_taxpayer(1).await;
+    let other_gsp = app.create_gsp("Other GSP").await;
+    for t in [&taxpayer, &other_taxpayer] {
+        app.enable_access(t, 24).await;
+    }
+    let first = app.open_session(&gsp, &taxpayer).await;
+    let second = app.open_session(&gsp, &other_taxpayer).await;
+    let bystander = app.open_session(&other_gsp, &taxpayer).await;
+    for s in [&first, &second, &bystander] {
+        app.gst("/v1/gst/taxpayer", &s.access_token).await.ok(200);
+    }
+
+    let id = gsp.client_id.clone();
+    let status = app
+        .as_operator(move |c, e| provisioning::disable_gsp(c, &id, chrono::Utc::now(), e))
+        .await
+        .unwrap();
+    assert!(!status.enabled);
+    let mut ended = status.revoked_sessions.clone();
+    ended.sort();
+    let mut expected = vec![first.session_id.clone(), second.session_id.clone()];
+    expected.sort();
+    assert_eq!(ended, expected);
+
+    // Both of its sessions are refused (the change reaches this instance through the feed); the other
+    // GSP's session with the same taxpayer goes on.
+    for s in [&first, &second] {
+        within_propagation(401, || app.gst("/v1/gst/taxpayer", &s.access_token))
+            .await
+            .assert_problem(401, "session_revoked");
+        assert_eq!(
+            app.revoked_reason(&s.session_id).await.as_deref(),
+            Some("gsp_disabled")
+        );
+    }
+    app.gst("/v1/gst/taxpayer", &bystander.access_token).await.ok(200);
+    assert_eq!(app.revoked_reason(&bystander.session_id).await, None);
+
+    // Its credentials are refused: no OTP, no refresh, no search.
+    let refused = app.request_otp(&gsp, &taxpayer).await;
+    refused.assert_problem(401, "invalid_client");
+    assert!(refused.body["detail"].as_str().unwrap().contains("disabled"));
+    app.refresh(&gsp, &first.refresh_token)
+        .await
+        .assert_problem(401, "invalid_client");
+
+    // The taxpayer sees why the session ended.
+    let token = app.login(&taxpayer).await;
+    let activity = app.get("/v1/taxpayer/activity", Auth::Bearer(&token)).await;
+    let revoked = activity.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "session.revoked" && e["session_id"] == first.session_id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("no session.revoked in {}", activity.text));
+    assert_eq!(revoked["detail"]["reason"], "gsp_disabled", "{revoked}");
+
+    // Re-enabled, it needs a new consent: the ended sessions stay ended.
+    let id = gsp.client_id.clone();
+    app.as_operator(move |c, e| provisioning::enable_gsp(c, &id, chrono::Utc::now(), e))
+        .await
+        .unwrap();
+    app.gst("/v1/gst/taxpayer", &first.access_token)
+        .await
+        .assert_problem(401, "session_revoked");
+    let renewed = app.open_session(&gsp, &taxpayer).await;
+    app.gst("/v1/gst/taxpayer", &renewed.access_token).await.ok(200);
+
+    // An unknown client is a clear error, and nothing is written.
+    let unknown = app
+        .as_operator(|c, e| provisioning::disable_gsp(c, "l7xxunknown", chrono::Utc::now(), e))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code().as_str(), "not_found");
+}
+
+async fn a_rotated_secret_replaces_the_old_one_at_once(backend: Backend) {
+    let (app, taxpayer, gsp) = setup(backend).await;
+    app.enable_access(&taxpayer, 24).await;
+    let session = app.open_session(&gsp, &taxpayer).await;
+    let id = gsp.client_id.clone();
+    let rotated = app
+        .as_operator(move |c, e| provisioning::rotate_gsp_secret(c, &id, chrono::Utc::now(), e))
+        .await
+        .unwrap();
+    assert_eq!(rotated.client_id, gsp.client_id);
+    assert_ne!(rotated.client_secret, gsp.client_secret);
+    let stored = {
+        let id = gsp.client_id.clone();
+        app.state
+            .db
+            .run(move |c| gsp_clients::find(c, &id))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(stored.secret_hash, sha256_hex(&rotated.client_secret));
+
+    app.request_otp(&gsp, &taxpayer)
+        .await
+        .assert_problem(401, "invalid_client");
+    let renewed = TestGsp {
+        client_secret: rotated.client_secret,
+        ..gsp.clone()
+    };
+    app.request_otp(&renewed, &taxpayer).await.ok(202);
+    // The session the taxpayer granted goes on, and refreshes with the new secret.
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
+    app.refresh(&renewed, &session.refresh_token).await.ok(200);
+}
+
+/// The issuing transaction re-reads its client: a GSP disabled between its credential check and the
+/// session's creation gets no session.
+async fn a_client_disabled_after_it_authenticated_gets_no_session(backend: Backend) {
+    use gsp_gateway_api::services::gsp::{self as gsp_service, GspClient, OtpGrant};
+    let (app, taxpayer, gsp) = setup(backend).await;
+    app.enable_access(&taxpayer, 24).await;
+    app.request_otp(&gsp, &taxpayer).await.ok(202);
+    let otp = app.otp_from_inbox(&taxpayer, &gsp).await;
+    let authenticated = GspClient {
+        client_id: gsp.client_id.clone(),
+        name: gsp.name.clone(),
+    };
+    let id = gsp.client_id.clone();
+    app.state
+        .db
+        .run(move |c| gsp_clients::set_enabled(c, &id, false))
+        .await
+        .unwrap();
+    let grant = OtpGrant {
+        gstin: taxpayer.gstin.clone(),
+        username: taxpayer.username.clone(),
+        otp,
+        dialect: None,
+    };
+    let settings = app.state.settings.clone();
+    let refused = app
+        .state
+        .db
+        .run(move |c| {
+            Ok(gsp_service::exchange_otp(
+                c,
+                &authenticated,
+                &grant,
+                &settings,
+                &gsp_gateway_api::auth::Caller {
+                    ip: None,
+                    request_id: "test".into(),
+                    txn: None,
+                },
+                chrono::Utc::now(),
+            ))
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.code().as_str(), "invalid_client");
+    let id = gsp.client_id.clone();
+    let sessions_of_client: i64 = app
+        .state
+        .db
+        .run(move |c| {
+            Ok(sessions::table
+                .filter(sessions::gsp_client_id.eq(id))
+                .count()
+                .get_result(c)?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(sessions_of_client, 0, "nothing half-written");
 }

@@ -21,6 +21,7 @@ on_both_backends!(
     dialect_refusals_use_the_gst_system_codes,
     switching_access_off_on_the_rest_face_refuses_the_next_dialect_call,
     dialect_calls_are_forwarded_upstream_as_plain_json,
+    a_rotated_secret_or_a_disabled_gsp_is_refused_by_the_dialect,
 );
 
 type Key = [u8; 32];
@@ -563,4 +564,68 @@ async fn dialect_calls_are_forwarded_upstream_as_plain_json(backend: Backend) {
         "decrypted, as plain JSON"
     );
     assert_eq!(saved["headers"]["content-type"], "application/json");
+}
+
+/// The `error_cd` of a RETSUM call once it is `expected`, or the last one after two seconds (a change
+/// made outside this instance reaches it through the change feed).
+async fn refusal(client: &GstnClient<'_>, expected: &str) -> String {
+    let mut code = String::new();
+    for _ in 0..80 {
+        let answer = client
+            .data(
+                reqwest::Method::GET,
+                "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
+                None,
+            )
+            .await;
+        code = answer["error"]["error_cd"].as_str().unwrap_or("").to_owned();
+        if code == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    code
+}
+
+/// The operator rotates a GSP's secret, then disables the GSP (as the CLI does, from outside this
+/// instance): the dialect refuses the old secret, then the client, within the propagation time.
+async fn a_rotated_secret_or_a_disabled_gsp_is_refused_by_the_dialect(backend: Backend) {
+    use gsp_gateway_api::services::provisioning;
+    let (app, taxpayer, gsp) = dialect_app(backend).await;
+    app.enable_access(&taxpayer, 24).await;
+    let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    client.otp_request().await;
+    assert_eq!(client.auth_token("102030").await.1["status_cd"], "1");
+    let summary = "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025";
+    assert_eq!(
+        client.data(reqwest::Method::GET, summary, None).await["ret_period"],
+        "112025"
+    );
+
+    let id = gsp.client_id.clone();
+    let rotated = app
+        .as_operator(move |c, e| provisioning::rotate_gsp_secret(c, &id, chrono::Utc::now(), e))
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal(&client, "AUT4034").await,
+        "AUT4034",
+        "the old secret is refused"
+    );
+    client.gsp.client_secret = rotated.client_secret;
+    assert_eq!(
+        client.data(reqwest::Method::GET, summary, None).await["ret_period"],
+        "112025",
+        "the session goes on with the new secret"
+    );
+
+    let id = gsp.client_id.clone();
+    app.as_operator(move |c, e| provisioning::disable_gsp(c, &id, chrono::Utc::now(), e))
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal(&client, "AUT4033").await,
+        "AUT4033",
+        "a disabled GSP is refused"
+    );
 }

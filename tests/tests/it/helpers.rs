@@ -463,6 +463,28 @@ impl TestApp {
             .unwrap()
     }
 
+    /// An operator's change made in the database, as the command line makes it: from outside this
+    /// instance, which learns of it through the change feed.
+    pub async fn as_operator<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(
+            &mut gsp_gateway_storage::DbConn,
+            gsp_gateway_storage::repo::audit::NewAuditEvent,
+        ) -> Result<T, gsp_gateway_api::error::ApiError>
+        + Send
+        + 'static,
+    ) -> Result<T, gsp_gateway_api::error::ApiError> {
+        let event = gsp_gateway_storage::repo::audit::NewAuditEvent {
+            actor: "operator".into(),
+            ..Default::default()
+        };
+        self.state
+            .db
+            .run(move |conn| Ok(work(conn, event)))
+            .await
+            .unwrap()
+    }
+
     /// A gateway call with a session token.
     pub async fn gst(&self, path: &str, token: &str) -> Resp {
         self.get(path, Auth::Bearer(token)).await
