@@ -41,7 +41,7 @@ pub struct Verdict {
     pub quota: u32,
     /// Requests left now.
     pub remaining: u32,
-    /// Seconds until one more request is allowed (0 when some remain).
+    /// Seconds until one more request is allowed: 0 while some remain, else at least 1.
     pub reset_secs: u64,
     /// False when the request is refused.
     pub allowed: bool,
@@ -64,11 +64,17 @@ impl Policy {
         match self.limiter.check_key(key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
+                // The last request of a burst: the next is allowed once one cell is replenished.
+                let reset_secs = if remaining == 0 {
+                    ceil_secs(snapshot.quota().replenish_interval())
+                } else {
+                    0
+                };
                 Verdict {
                     policy: self.name,
                     quota: self.burst,
                     remaining,
-                    reset_secs: 0,
+                    reset_secs,
                     allowed: true,
                 }
             }

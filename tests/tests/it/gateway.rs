@@ -196,6 +196,14 @@ async fn a_burst_past_the_limit_gets_429_with_ratelimit_headers(backend: Backend
     assert_eq!(limited.header("retry-after"), Some("1"));
     assert_eq!(limited.header("ratelimit"), Some("\"session\";r=0;t=1"));
     assert!(limited.header("ratelimit-policy").is_some());
+    // The admitted call that emptied the bucket already says when the next one fits.
+    assert!(
+        burst
+            .iter()
+            .filter(|r| r.status.as_u16() == 200)
+            .any(|r| r.header("ratelimit") == Some("\"session\";r=0;t=1")),
+        "the last admitted call reads r=0;t=1"
+    );
     let refused = app.gst("/v1/gst/taxpayer", "garbage").await;
     assert!(refused.header("ratelimit-policy").is_some() && refused.header("ratelimit").is_some());
     tokio::time::sleep(Duration::from_millis(1100)).await;
