@@ -106,13 +106,20 @@ pub fn query(gstin: Option<String>, limit: Option<i64>, before: Option<i64>) -> 
 }
 
 /// One page of events.
+///
+/// One event more than the page is read: `next_before` is set only when an older event exists, so the
+/// last page says so (`null`) rather than sending the client to an empty one.
 pub fn page(conn: &mut DbConn, query: &AuditQuery) -> Result<AuditPage, StorageError> {
-    let rows = audit::list(conn, query)?;
-    let next_before = if rows.len() as i64 == query.limit {
-        rows.last().map(|r| r.id)
-    } else {
-        None
-    };
+    let mut rows = audit::list(
+        conn,
+        &AuditQuery {
+            limit: query.limit + 1,
+            ..query.clone()
+        },
+    )?;
+    let more = rows.len() as i64 > query.limit;
+    rows.truncate(query.limit as usize);
+    let next_before = if more { rows.last().map(|r| r.id) } else { None };
     Ok(AuditPage {
         items: rows.into_iter().map(AuditEvent::from).collect(),
         next_before,

@@ -287,6 +287,15 @@ async fn audit_lists_newest_first_and_filters_by_gstin(backend: Backend) {
         .await;
     assert_eq!(older.ok(200)["items"].as_array().unwrap().len(), 1);
     assert_eq!(older.body["next_before"], json!(null));
+    // A last page that is exactly full says it is the last.
+    let exact = app
+        .get(
+            &format!("/v1/admin/audit?before={next}&limit=1"),
+            Auth::Bearer(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(exact.ok(200)["items"].as_array().unwrap().len(), 1);
+    assert_eq!(exact.body["next_before"], json!(null), "{}", exact.text);
 
     let mine = app
         .get(
