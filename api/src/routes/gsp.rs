@@ -55,6 +55,29 @@ impl FromRequest for GspClient {
     }
 }
 
+/// A GSP client's request with a JSON body. The credentials are checked before the body is read, as
+/// the contract orders it: a caller with wrong credentials is told `invalid_client`, never how its body
+/// breaks the rules. (A plain argument list would extract both at once, and the body may fail first.)
+pub struct Credentialed<T> {
+    client: GspClient,
+    body: T,
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for Credentialed<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let client = GspClient::from_request(req, &mut Payload::None);
+        let body = ApiJson::<T>::from_request(req, payload);
+        Box::pin(async move {
+            let client = client.await?;
+            let ApiJson(body) = body.await?;
+            Ok(Self { client, body })
+        })
+    }
+}
+
 /// A verified GSP session token (signature and claims; the session's live state is checked by the caller).
 #[derive(Debug)]
 pub struct SessionToken(pub Claims);
@@ -102,13 +125,12 @@ impl FromRequest for SessionToken {
     ))]
 pub async fn request_otp(
     state: web::Data<AppState>,
-    client: GspClient,
     caller: Caller,
-    body: ApiJson<OtpRequest>,
+    request: Credentialed<OtpRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let settings = state.settings.clone();
-    let request = body.0;
+    let Credentialed { client, body: request } = request;
     let otp_client = client.clone();
     let code = OtpCode::generate();
     let opened = state
@@ -245,13 +267,13 @@ fn token_response(state: &AppState, issued: IssuedSession) -> Result<HttpRespons
     ))]
 pub async fn issue_token(
     state: web::Data<AppState>,
-    client: GspClient,
     caller: Caller,
-    body: ApiJson<TokenRequest>,
+    request: Credentialed<TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let settings = state.settings.clone();
-    let issued = match body.0 {
+    let Credentialed { client, body } = request;
+    let issued = match body {
         TokenRequest::Otp { gstin, username, otp } => {
             let grant = svc::OtpGrant {
                 gstin,

@@ -115,6 +115,20 @@ async fn client_credentials_are_checked(backend: Backend) {
     )
     .await
     .assert_problem(401, "invalid_client");
+    // Credentials come first: wrong ones are told so, whatever the body (which is not read).
+    let wrong = Auth::Basic(&gsp.client_id, "wrong");
+    for (path, broken) in [
+        ("/v1/gsp/otp", json!({"gstin": "x"})),
+        ("/v1/gsp/token", json!({"grant_type": "otp", "otp": 123456})),
+        ("/v1/gsp/token", json!({"grant_type": "password"})),
+    ] {
+        app.post(path, wrong.clone(), broken)
+            .await
+            .assert_problem(401, "invalid_client");
+    }
+    app.post_raw("/v1/gsp/otp", wrong.clone(), "text/plain", b"{".to_vec())
+        .await
+        .assert_problem(401, "invalid_client");
     app.get(&format!("/v1/gsp/search/{}", taxpayer.gstin), Auth::None)
         .await
         .assert_problem(401, "invalid_client");
