@@ -1,5 +1,6 @@
 //! Forwarding `/v1/gst/…` to the configured upstream GST service: method, path under the prefix, query
-//! and body streamed; `Authorization` and hop-by-hop headers dropped; the session's facts added.
+//! and body streamed; `Authorization` and hop-by-hop headers dropped; the session's facts added. The
+//! upstream's answers pass through, except its failures (5xx), which become 502 `upstream_unavailable`.
 //!
 //! The client is hyper's pooled HTTP/1.1 client, one per worker thread (connections live on the runtime
 //! that uses them), speaking TLS (rustls) to an https:// upstream. One deadline covers the whole exchange:
@@ -407,6 +408,15 @@ pub async fn forward(
             "the upstream answered an invalid status",
         )
     })?;
+    if status.is_server_error() {
+        // The upstream failed: 502 as a problem, like every error here, and its body (which may carry
+        // its internals) is not passed on.
+        tracing::warn!(status = status.as_u16(), "upstream failed");
+        return Err(ApiError::new(
+            ErrorCode::UpstreamUnavailable,
+            format!("the upstream GST service failed (HTTP {})", status.as_u16()),
+        ));
+    }
     let mut response = HttpResponse::build(status);
     let mut length = None;
     let listed = connection_options(

@@ -68,7 +68,7 @@ async fn registration(state: &AppState, gstin: &Arc<str>) -> Result<Arc<CachedRe
         (status = 401, description = "`token_missing`, `token_invalid`, `token_expired`, `session_revoked` (by the taxpayer, logout or refresh-token reuse), `session_expired`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`api_access_disabled`, `api_access_expired`: the taxpayer switched API access off, or its window ended", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: the session's or the GSP client's rate limit is exhausted; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "`upstream_unavailable`: the upstream GST service failed", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`upstream_unavailable`: the upstream GST service could not be reached or failed (answered 5xx; its body is not passed on)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = ServiceUnavailable),
         (status = 504, description = "`upstream_timeout`: the upstream GST service did not answer in time", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -144,7 +144,7 @@ fn parse_fy(fy: &str) -> Option<i32> {
         (status = 403, description = "`api_access_disabled`, `api_access_expired`: the taxpayer switched API access off, or its window ended", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: `fy` is missing or not a financial year like 2025-26", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate_limited`: the session's or the GSP client's rate limit is exhausted; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "`upstream_unavailable`: the upstream GST service failed", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`upstream_unavailable`: the upstream GST service could not be reached or failed (answered 5xx; its body is not passed on)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = ServiceUnavailable),
         (status = 504, description = "`upstream_timeout`: the upstream GST service did not answer in time", body = Problem, content_type = "application/problem+json"),
     ))]

@@ -130,7 +130,10 @@ pub async fn request_otp(
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let settings = state.settings.clone();
-    let Credentialed { client, body: request } = request;
+    let Credentialed {
+        client,
+        body: request,
+    } = request;
     let otp_client = client.clone();
     let code = OtpCode::generate();
     let opened = state

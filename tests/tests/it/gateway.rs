@@ -20,7 +20,7 @@ on_both_backends!(
     a_burst_past_the_limit_gets_429_with_ratelimit_headers,
     the_sandbox_serves_taxpayer_and_returns,
     forwarding_carries_the_session_facts_and_not_authorization,
-    an_upstream_that_is_down_or_hangs_gives_502_or_504,
+    an_upstream_that_is_down_hangs_or_fails_gives_502_or_504,
     forwarding_streams_bodies_up_to_the_limit_and_keeps_lengths,
     forwarding_speaks_tls_to_an_https_upstream,
     no_call_started_after_switch_off_is_admitted,
@@ -287,7 +287,7 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
         .assert_problem(403, "api_access_disabled");
 }
 
-async fn an_upstream_that_is_down_or_hangs_gives_502_or_504(backend: Backend) {
+async fn an_upstream_that_is_down_hangs_or_fails_gives_502_or_504(backend: Backend) {
     let hanging = spawn_upstream().await;
     let (app, _t, _g, session) = live_session_with(backend, |s| {
         s.upstream_url = Some(hanging);
@@ -297,6 +297,10 @@ async fn an_upstream_that_is_down_or_hangs_gives_502_or_504(backend: Backend) {
     app.gst("/v1/gst/slow", &session.access_token)
         .await
         .assert_problem(504, "upstream_timeout");
+    // An upstream that fails is a 502 problem, without the upstream's own words.
+    let failed = app.gst("/v1/gst/fail", &session.access_token).await;
+    failed.assert_problem(502, "upstream_unavailable");
+    assert!(!failed.text.contains("secret internals"), "{}", failed.text);
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());

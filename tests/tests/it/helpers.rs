@@ -512,6 +512,11 @@ pub async fn spawn_upstream() -> String {
         if req.path() == "/slow" {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
+        if req.path() == "/fail" {
+            return HttpResponse::InternalServerError()
+                .content_type("text/plain")
+                .body("upstream stack trace: secret internals");
+        }
         if req.path() == "/stall" {
             let start = futures_util::stream::once(async {
                 Ok::<_, actix_web::Error>(web::Bytes::from_static(b"{\"partial\":"))
