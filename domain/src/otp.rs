@@ -84,12 +84,17 @@ impl OtpChallenge {
         }
     }
 
+    /// True when `code` is this challenge's (whatever its state; compared in constant time).
+    pub fn is_code(&self, code: &str) -> bool {
+        constant_time_eq(&OtpCode::fixed(code).hash_for(&self.id), &self.code_hash)
+    }
+
     /// Checks `code` at `now`. The caller stores the consequence (consume, decrement or void).
     pub fn verify(&self, code: &str, now: DateTime<Utc>) -> OtpVerdict {
         if now >= self.expires_at {
             return OtpVerdict::Expired;
         }
-        if constant_time_eq(&OtpCode::fixed(code).hash_for(&self.id), &self.code_hash) {
+        if self.is_code(code) {
             return OtpVerdict::Accepted;
         }
         match self.attempts_left.saturating_sub(1) {

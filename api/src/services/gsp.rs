@@ -8,7 +8,9 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use gsp_gateway_domain::secret::{constant_time_eq, random_token, sha256_hex};
-use gsp_gateway_domain::{ApiAccess, Gstin, OtpChallenge, OtpCode, OtpVerdict, Username};
+use gsp_gateway_domain::{
+    ApiAccess, Gstin, OTP_LIFETIME_MINUTES, OtpChallenge, OtpCode, OtpVerdict, Username,
+};
 use gsp_gateway_storage::repo::access;
 use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
 use gsp_gateway_storage::repo::gsp_clients::{self, GspClientRow};
@@ -445,7 +447,17 @@ pub fn exchange_otp(
             session_id: Some(session_id.clone()),
             ..gsp_event(client, &taxpayer, caller, action, detail)
         };
-        match row.to_domain().verify(code, now) {
+        let verdict = row.to_domain().verify(code, now);
+        // A code of an earlier challenge (replaced, used or voided) is "no pending challenge": it is
+        // told so, and costs the pending challenge no attempt.
+        if matches!(verdict, OtpVerdict::Wrong { .. } | OtpVerdict::Exhausted) {
+            let recent = to_db(now - TimeDelta::minutes(OTP_LIFETIME_MINUTES));
+            let earlier = otp::closed_since(conn, &taxpayer.id, &client.client_id, recent)?;
+            if earlier.iter().any(|c| c.to_domain().is_code(code)) {
+                return Ok(OtpOutcome::Expired);
+            }
+        }
+        match verdict {
             OtpVerdict::Expired => Ok(OtpOutcome::Expired),
             OtpVerdict::Wrong { attempts_remaining } => {
                 audit::append(

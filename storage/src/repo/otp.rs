@@ -113,6 +113,22 @@ pub fn find_pending(
         .optional()?)
 }
 
+/// The pair's challenges opened since `since` that are no longer pending (used, voided or replaced).
+pub fn closed_since(
+    conn: &mut DbConn,
+    taxpayer_id: &str,
+    gsp_client_id: &str,
+    since: NaiveDateTime,
+) -> Result<Vec<ChallengeRow>, StorageError> {
+    Ok(otp_challenges::table
+        .filter(otp_challenges::taxpayer_id.eq(taxpayer_id))
+        .filter(otp_challenges::gsp_client_id.eq(gsp_client_id))
+        .filter(otp_challenges::state.ne(PENDING))
+        .filter(otp_challenges::created_at.gt(since))
+        .select(ChallengeRow::as_select())
+        .load(conn)?)
+}
+
 /// How many challenges the pair opened since `since` (the OTP request rate).
 pub fn count_since(
     conn: &mut DbConn,

@@ -272,14 +272,29 @@ async fn an_otp_expires_replaces_and_is_single_use(backend: Backend) {
     app.request_otp(&gsp, &taxpayer).await.ok(202);
     let second = app.otp_from_inbox(&taxpayer, &gsp).await;
     if first != second {
+        // The replaced code is for no pending challenge: otp_expired, and the new challenge loses no
+        // attempt over it.
         app.exchange_otp(&gsp, &taxpayer, &first)
             .await
-            .assert_problem(401, "invalid_otp");
+            .assert_problem(401, "otp_expired");
+        let wrong = if second == "000000" { "000001" } else { "000000" };
+        let counted = app.exchange_otp(&gsp, &taxpayer, wrong).await;
+        counted.assert_problem(401, "invalid_otp");
+        assert_eq!(counted.body["attempts_remaining"], 4);
     }
     app.exchange_otp(&gsp, &taxpayer, &second).await.ok(200);
     app.exchange_otp(&gsp, &taxpayer, &second)
         .await
         .assert_problem(401, "otp_expired");
+    // A used code stays "no pending challenge" while a newer challenge is pending.
+    app.request_otp(&gsp, &taxpayer).await.ok(202);
+    let newer = app.otp_from_inbox(&taxpayer, &gsp).await;
+    if newer != second {
+        app.exchange_otp(&gsp, &taxpayer, &second)
+            .await
+            .assert_problem(401, "otp_expired");
+    }
+    app.exchange_otp(&gsp, &taxpayer, &newer).await.ok(200);
 
     app.request_otp(&gsp, &taxpayer).await.ok(202);
     let third = app.otp_from_inbox(&taxpayer, &gsp).await;
