@@ -40,8 +40,8 @@ pub struct Problem {
     /// The request id (also in `X-Request-Id`): quote it when reporting a problem.
     #[schema(example = "5f0c6f2e9d3b4a7c8e1f2a3b4c5d6e7f")]
     pub request_id: String,
-    /// Field-level problems (`validation_failed`, `invalid_gstin`, `invalid_duration`, `weak_password`,
-    /// `password_unchanged`): which field, and what is wrong with it.
+    /// Field-level problems (`validation_failed`, `invalid_gstin`, `invalid_duration`): which field, and
+    /// what is wrong with it.
     #[schema(nullable = false)]
     pub errors: Option<Vec<FieldError>>,
     /// Wrong OTPs still allowed before the challenge is void (`invalid_otp`).
@@ -56,6 +56,10 @@ pub struct Problem {
     /// The allowed range of `duration_hours` (`invalid_duration`).
     #[schema(required = false, nullable = false, value_type = Object, example = json!({"minimum": 6, "maximum": 720}))]
     pub allowed: Option<Value>,
+    /// Why a password was refused (`validation_failed`): `weak_password` (the password policy) or
+    /// `password_unchanged` (the new password equals the current one).
+    #[schema(nullable = false, example = "weak_password")]
+    pub reason: Option<String>,
     /// The session that was revoked (`refresh_token_reused`).
     #[schema(nullable = false)]
     pub session_id: Option<String>,
@@ -169,8 +173,6 @@ fn example_detail(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidDuration => {
             "duration_hours: the API access duration is a whole number of hours from 6 to 720"
         }
-        ErrorCode::WeakPassword => "new_password: the password needs at least one symbol",
-        ErrorCode::PasswordUnchanged => "new_password: the new password equals the current one",
         ErrorCode::NotFound => "no such resource",
         ErrorCode::MethodNotAllowed => "DELETE is not allowed on /v1/taxpayer/api-access",
         ErrorCode::Conflict => "a resource with these unique fields already exists",

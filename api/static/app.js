@@ -103,6 +103,7 @@
       super(problem.detail || problem.title || `The gateway answered with status ${status}.`);
       this.status = status;
       this.code = problem.code || '';
+      this.reason = problem.reason || '';
       this.loginEnded = false;
     }
   }
@@ -419,7 +420,7 @@
       ui.loginPassword.focus();
     } catch (err) {
       showError(ui.passwordError, err);
-      (err.code === 'weak_password' || err.code === 'password_unchanged' ? ui.pwNew : ui.pwCurrent).focus();
+      (err.reason === 'weak_password' || err.reason === 'password_unchanged' ? ui.pwNew : ui.pwCurrent).focus();
     } finally {
       setBusy(ui.pwSubmit, false);
     }

@@ -36,7 +36,7 @@ fn operator_event(caller: &Caller) -> NewAuditEvent {
         (status = 409, description = "`conflict`: a taxpayer with this GSTIN or username exists", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
-        (status = 422, description = "`invalid_gstin`, `validation_failed` (a field is missing, mistyped or out of its rules; `errors` names it), `weak_password` (the password policy)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_gstin`, `validation_failed` (a field is missing, mistyped or out of its rules; `errors` names it; a password refused by the password policy has `reason` `weak_password`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn create_taxpayer(

@@ -139,7 +139,7 @@ pub async fn login(
         (status = 401, description = "`invalid_credentials`: the username or current password is wrong", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
-        (status = 422, description = "`weak_password` (the password policy), `password_unchanged`, `validation_failed` (a field is missing or not a string)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a field is missing or not a string, or the new password is refused (`reason`: `weak_password` for the password policy, `password_unchanged`)", body = Problem, content_type = "application/problem+json"),
         (status = 423, description = "`account_locked`: too many failed attempts", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = ServiceUnavailable),
     ))]

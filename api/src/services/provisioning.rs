@@ -107,7 +107,7 @@ pub fn check_taxpayer(input: NewTaxpayer) -> Result<CheckedTaxpayer, ApiError> {
     let username = Username::parse(&input.username)?;
     PasswordPolicy
         .check(&input.password, username.as_str())
-        .map_err(|e| ApiError::field(ErrorCode::WeakPassword, "password", e.to_string()))?;
+        .map_err(|e| ApiError::weak_password("password", e.to_string()))?;
     text_field("legal_name", &input.legal_name, 1, 200)?;
     if let Some(trade) = &input.trade_name {
         text_field("trade_name", trade, 1, 200)?;
