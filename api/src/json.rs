@@ -112,18 +112,57 @@ pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
                     ErrorCode::InvalidRequest,
                     "the request body could not be read",
                 )),
-                serde_json::error::Category::Data => {
-                    let message = strip_position(&inner.to_string());
-                    let field = if path == "." || path.is_empty() {
-                        missing_field(&message).unwrap_or_else(|| "body".to_owned())
-                    } else {
-                        missing_field(&message).map_or(path.clone(), |f| format!("{path}.{f}"))
-                    };
-                    Err(ApiError::field(ErrorCode::ValidationFailed, &field, message))
-                }
+                serde_json::error::Category::Data => Err(field_problem(&path, &inner.to_string(), "body")),
             }
         }
     }
+}
+
+/// A JSON value (already parsed) deserialized into `T`; a mismatch is 422 naming the field.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|error| field_problem(&error.path().to_string(), &error.inner().to_string(), "body"))
+}
+
+/// 422 `validation_failed` for a value that did not deserialize at `path` (`.` for the top level,
+/// where a missing field names itself and anything else names `whole`).
+fn field_problem(path: &str, message: &str, whole: &str) -> ApiError {
+    let message = strip_position(message);
+    let field = if path == "." || path.is_empty() {
+        missing_field(&message).unwrap_or_else(|| whole.to_owned())
+    } else {
+        missing_field(&message).map_or(path.to_owned(), |f| format!("{path}.{f}"))
+    };
+    ApiError::field(ErrorCode::ValidationFailed, &field, message)
+}
+
+/// Query parameters deserialized into `T`. Unlike actix's `Query`, a parameter that does not
+/// deserialize is named (422 `validation_failed` with its name in `errors`).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for ApiQuery<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(parse_query(req.query_string()).map(ApiQuery))
+    }
+}
+
+impl<T> std::ops::Deref for ApiQuery<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// A query string deserialized into `T`; see [`ApiQuery`].
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(pairs)
+        .map_err(|error| field_problem(&error.path().to_string(), &error.inner().to_string(), "query"))
 }
 
 fn strip_position(message: &str) -> String {

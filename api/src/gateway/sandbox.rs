@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse};
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::GstContext;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::view::CachedRegistration;
-use crate::json::{method_not_allowed_on, query_problem};
+use crate::json::{method_not_allowed_on, parse_query};
 use crate::openapi::{Problem, ServiceUnavailable};
 use crate::services::gsp::Registration;
 use crate::state::AppState;
@@ -33,7 +33,7 @@ pub async fn serve(state: &AppState, ctx: &GstContext, req: &HttpRequest) -> Res
     if path == "/taxpayer" {
         taxpayer(state, ctx).await
     } else {
-        let query = web::Query::<ReturnsQuery>::from_query(req.query_string()).map_err(query_problem)?;
+        let query: ReturnsQuery = parse_query(req.query_string())?;
         returns(state, ctx, &query).await
     }
 }

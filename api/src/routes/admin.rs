@@ -6,7 +6,7 @@ use gsp_gateway_storage::repo::audit::NewAuditEvent;
 
 use crate::auth::{Caller, Operator};
 use crate::error::ApiError;
-use crate::json::ApiJson;
+use crate::json::{ApiJson, ApiQuery};
 use crate::openapi::{MalformedJson, PayloadTooLarge, Problem, ServiceUnavailable, UnsupportedMediaType};
 use crate::services::activity::{self, AuditPage, PageParams};
 use crate::services::provisioning::{self, GspCredentials, NewGsp, NewTaxpayer, TaxpayerView};
@@ -112,9 +112,9 @@ pub async fn create_gsp(
 pub async fn list_audit(
     _: Operator,
     state: web::Data<AppState>,
-    params: web::Query<PageParams>,
+    params: ApiQuery<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = params.into_inner();
+    let params = params.0;
     let gstin = params
         .gstin
         .as_deref()

@@ -271,12 +271,12 @@ fn token_response(state: &AppState, issued: IssuedSession) -> Result<HttpRespons
 pub async fn issue_token(
     state: web::Data<AppState>,
     caller: Caller,
-    request: Credentialed<TokenRequest>,
+    request: Credentialed<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let settings = state.settings.clone();
     let Credentialed { client, body } = request;
-    let issued = match body {
+    let issued = match TokenRequest::from_json(body)? {
         TokenRequest::Otp { gstin, username, otp } => {
             let grant = svc::OtpGrant {
                 gstin,

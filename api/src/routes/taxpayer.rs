@@ -8,7 +8,7 @@ use gsp_gateway_domain::PasswordHash;
 
 use crate::auth::{Caller, Taxpayer};
 use crate::error::{ApiError, ErrorCode};
-use crate::json::ApiJson;
+use crate::json::{ApiJson, ApiQuery};
 use crate::openapi::{MalformedJson, PayloadTooLarge, Problem, ServiceUnavailable, UnsupportedMediaType};
 use crate::services::activity::{self, AuditPage};
 use crate::services::taxpayer::{
@@ -327,7 +327,7 @@ pub struct ActivityParams {
 pub async fn activity(
     state: web::Data<AppState>,
     taxpayer: Taxpayer,
-    params: web::Query<ActivityParams>,
+    params: ApiQuery<ActivityParams>,
 ) -> Result<HttpResponse, ApiError> {
     let query = activity::query(Some(taxpayer.gstin), params.limit, params.before)?;
     let page = state.db.run(move |conn| activity::page(conn, &query)).await?;

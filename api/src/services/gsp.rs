@@ -90,8 +90,7 @@ pub struct OtpAccepted {
 
 /// `POST /v1/gsp/token` body: an OTP grant or a refresh-token grant. Its schema (`OtpGrant` and
 /// `RefreshTokenGrant` with a `grant_type` discriminator) is written out in `crate::openapi`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "grant_type", rename_all = "snake_case")]
+#[derive(Debug, Clone)]
 pub enum TokenRequest {
     /// Exchange the taxpayer's OTP for a new session.
     Otp {
@@ -107,6 +106,43 @@ pub enum TokenRequest {
         /// The refresh token from the previous token response (single use).
         refresh_token: String,
     },
+}
+
+impl TokenRequest {
+    /// Reads a token request: `grant_type` picks the grant, whose fields are then checked by name. (A
+    /// serde-tagged enum would report a mistyped field without its name.)
+    pub fn from_json(body: Value) -> Result<Self, ApiError> {
+        #[derive(Deserialize)]
+        struct Grant {
+            grant_type: String,
+        }
+        #[derive(Deserialize)]
+        struct Otp {
+            gstin: String,
+            username: String,
+            otp: String,
+        }
+        #[derive(Deserialize)]
+        struct Refresh {
+            refresh_token: String,
+        }
+        let Grant { grant_type } = crate::json::from_value(body.clone())?;
+        match grant_type.as_str() {
+            "otp" => {
+                let Otp { gstin, username, otp } = crate::json::from_value(body)?;
+                Ok(Self::Otp { gstin, username, otp })
+            }
+            "refresh_token" => {
+                let Refresh { refresh_token } = crate::json::from_value(body)?;
+                Ok(Self::RefreshToken { refresh_token })
+            }
+            other => Err(ApiError::field(
+                ErrorCode::ValidationFailed,
+                "grant_type",
+                format!("unknown grant_type `{other}`, expected `otp` or `refresh_token`"),
+            )),
+        }
+    }
 }
 
 /// A session token pair.

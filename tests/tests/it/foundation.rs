@@ -20,6 +20,7 @@ on_both_backends!(
     admin_api_needs_the_admin_token,
     malformed_input_gets_the_contract_problem_codes,
     audit_lists_newest_first_and_filters_by_gstin,
+    every_mistyped_field_or_parameter_is_named,
 );
 
 async fn health_endpoints_answer_ok(backend: Backend) {
@@ -321,4 +322,48 @@ async fn committed_openapi_yaml_matches_the_code() {
         committed.trim_end() == generated.trim_end(),
         "openapi.yaml is out of date: run `cargo run -p gsp-gateway-api -- openapi > openapi.yaml`"
     );
+}
+
+/// A 422 names the field or query parameter at fault, also in a grant picked by its `grant_type`.
+async fn every_mistyped_field_or_parameter_is_named(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let gsp = app.create_gsp("Acme").await;
+    let basic = Auth::Basic(&gsp.client_id, &gsp.client_secret);
+    let named = |resp: Resp, field: &str| {
+        resp.assert_problem(422, "validation_failed");
+        assert_eq!(resp.body["errors"][0]["field"], field, "{}", resp.text);
+    };
+    let otp_grant = json!({"grant_type": "otp", "gstin": taxpayer.gstin, "username": taxpayer.username});
+    for (body, field) in [
+        (
+            json!({"grant_type": "otp", "gstin": taxpayer.gstin, "username": taxpayer.username, "otp": 123456}),
+            "otp",
+        ),
+        (
+            json!({"grant_type": "otp", "gstin": 24, "username": taxpayer.username, "otp": "123456"}),
+            "gstin",
+        ),
+        (otp_grant, "otp"),
+        (
+            json!({"grant_type": "refresh_token", "refresh_token": 7}),
+            "refresh_token",
+        ),
+        (json!({"grant_type": "password"}), "grant_type"),
+        (json!({"otp": "123456"}), "grant_type"),
+        (json!(["otp"]), "body"),
+    ] {
+        named(app.post("/v1/gsp/token", basic.clone(), body).await, field);
+    }
+    let taxpayer_token = app.login(&taxpayer).await;
+    for (query, field) in [
+        ("limit=abc", "limit"),
+        ("before=x1", "before"),
+        ("limit=0", "limit"),
+    ] {
+        let path = format!("/v1/taxpayer/activity?{query}");
+        named(app.get(&path, Auth::Bearer(&taxpayer_token)).await, field);
+        let path = format!("/v1/admin/audit?{query}");
+        named(app.get(&path, Auth::Bearer(ADMIN_TOKEN)).await, field);
+    }
 }
