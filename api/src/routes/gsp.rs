@@ -204,7 +204,7 @@ async fn deliver_webhook(
         .http
         .post(url)
         .timeout(std::time::Duration::from_millis(state.settings.otp_webhook_timeout_ms))
-        .json(&json!({"gstin": opened.gstin, "gsp_name": client.name, "code": opened.code.as_str(), "expires_at": opened.expires_at}))
+        .json(&json!({"gstin": opened.gstin, "gsp_name": client.name, "code": opened.code.as_str(), "expires_at": crate::json::rfc3339(&opened.expires_at)}))
         .send()
         .await
         .map_err(|e| e.without_url().to_string())?;

@@ -15,6 +15,7 @@ pub struct AuditEvent {
     #[schema(example = 42)]
     pub id: i64,
     /// When it happened.
+    #[serde(serialize_with = "crate::json::utc_seconds")]
     pub at: DateTime<Utc>,
     /// Who: `taxpayer:<username>`, `gsp:<client_id>`, `operator` or `system`.
     #[schema(example = "taxpayer:asha.traders")]

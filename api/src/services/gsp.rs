@@ -25,6 +25,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
+use crate::json::rfc3339;
 use crate::settings::{OtpDelivery, Settings};
 
 /// An authenticated GSP client.
@@ -161,6 +162,7 @@ pub struct TokenResponse {
     /// The session (consent) id.
     pub session_id: String,
     /// The end of the taxpayer's access window: refresh works until then.
+    #[serde(serialize_with = "crate::json::utc_seconds")]
     pub session_expires_at: DateTime<Utc>,
 }
 
@@ -282,7 +284,7 @@ pub fn open_otp(
                 &taxpayer,
                 caller,
                 "otp.requested",
-                json!({"gsp_name": client.name, "otp_request_id": challenge.id, "delivery": delivery, "expires_at": challenge.expires_at}),
+                json!({"gsp_name": client.name, "otp_request_id": challenge.id, "delivery": delivery, "expires_at": rfc3339(&challenge.expires_at)}),
             ),
             now,
         )?;
@@ -524,7 +526,7 @@ pub fn exchange_otp(
                     conn,
                     event(
                         "session.created",
-                        json!({"gsp_name": client.name, "expires_at": window_end, "otp_request_id": row.id}),
+                        json!({"gsp_name": client.name, "expires_at": rfc3339(&window_end), "otp_request_id": row.id}),
                     ),
                     now,
                 )?;

@@ -65,8 +65,10 @@ pub struct TaxpayerView {
     #[schema(example = "24")]
     pub state_code: String,
     /// When provisioned.
+    #[serde(serialize_with = "crate::json::utc_seconds")]
     pub created_at: DateTime<Utc>,
     /// When the current password expires.
+    #[serde(serialize_with = "crate::json::utc_seconds")]
     pub password_expires_at: DateTime<Utc>,
 }
 
@@ -90,6 +92,7 @@ pub struct GspCredentials {
     /// Display name.
     pub name: String,
     /// When provisioned.
+    #[serde(serialize_with = "crate::json::utc_seconds")]
     pub created_at: DateTime<Utc>,
 }
 

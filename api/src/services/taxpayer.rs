@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
+use crate::json::rfc3339;
 use crate::settings::Settings;
 
 /// Login credentials.
@@ -37,6 +38,7 @@ pub struct LoginResponse {
     #[schema(example = 1800)]
     pub expires_in: i64,
     /// When the password must be changed.
+    #[serde(serialize_with = "crate::json::utc_seconds")]
     pub password_expires_at: DateTime<Utc>,
 }
 
@@ -81,9 +83,11 @@ pub struct ApiAccessView {
     pub duration_hours: Option<u16>,
     /// When the window opened (null while disabled).
     #[schema(required = true)]
+    #[serde(serialize_with = "crate::json::utc_seconds_opt")]
     pub enabled_at: Option<DateTime<Utc>>,
     /// When the window ends (null while disabled).
     #[schema(required = true)]
+    #[serde(serialize_with = "crate::json::utc_seconds_opt")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -104,10 +108,13 @@ pub struct SessionView {
     /// Who holds it.
     pub gsp: GspRef,
     /// When the OTP was exchanged.
+    #[serde(serialize_with = "crate::json::utc_seconds")]
     pub created_at: DateTime<Utc>,
     /// Last call made with it (to the minute).
+    #[serde(serialize_with = "crate::json::utc_seconds")]
     pub last_used_at: DateTime<Utc>,
     /// When it ends (the end of the access window).
+    #[serde(serialize_with = "crate::json::utc_seconds")]
     pub expires_at: DateTime<Utc>,
     /// `active`, `revoked` or `expired`.
     #[schema(schema_with = crate::openapi::session_status_schema)]
@@ -126,8 +133,10 @@ pub struct OtpMessage {
     #[schema(example = "493817")]
     pub code: String,
     /// When it was requested.
+    #[serde(serialize_with = "crate::json::utc_seconds")]
     pub created_at: DateTime<Utc>,
     /// Until when it works.
+    #[serde(serialize_with = "crate::json::utc_seconds")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -178,7 +187,7 @@ fn locked(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
         ErrorCode::AccountLocked,
         format!("too many failed logins; try again after {until}"),
     )
-    .with("locked_until", json!(until))
+    .with("locked_until", json!(rfc3339(&until)))
     .with_header(actix_web::http::header::RETRY_AFTER, &seconds.to_string())
 }
 
@@ -213,7 +222,7 @@ pub fn record_failure(
                     row,
                     caller,
                     "account.locked",
-                    json!({"locked_until": locked_until}),
+                    json!({"locked_until": rfc3339(&locked_until)}),
                 ),
                 now,
             )?;
@@ -254,7 +263,7 @@ pub fn record_success(
             ErrorCode::PasswordExpired,
             "the password has expired; change it with POST /v1/taxpayer/password",
         )
-        .with("password_expired_at", json!(expires)));
+        .with("password_expired_at", json!(rfc3339(&expires))));
     }
     Ok(expires)
 }
@@ -365,7 +374,7 @@ pub fn change_access(
                     row,
                     caller,
                     "access.enabled",
-                    json!({"duration_hours": duration.hours(), "expires_at": expires_at, "live_sessions_moved": moved}),
+                    json!({"duration_hours": duration.hours(), "expires_at": rfc3339(&expires_at), "live_sessions_moved": moved}),
                 ),
                 now,
             )?;

@@ -68,8 +68,16 @@ async fn enabling_for_six_hours_opens_a_window_that_expires(backend: Backend) {
     let after = app.clock.now();
     assert_eq!(access["status"], "enabled");
     assert_eq!(access["duration_hours"], 6);
+    // Timestamps as the contract writes them: whole seconds, UTC (`2026-11-27T05:26:34Z`).
+    for field in ["enabled_at", "expires_at"] {
+        let text = access[field].as_str().unwrap();
+        assert!(
+            text.len() == 20 && text.ends_with('Z') && !text.contains('.'),
+            "{field}: {text}"
+        );
+    }
     let enabled_at = at(&access["enabled_at"]);
-    assert!(enabled_at >= before - TimeDelta::milliseconds(1) && enabled_at <= after);
+    assert!(enabled_at > before - TimeDelta::seconds(1) && enabled_at <= after);
     let expires_at = at(&access["expires_at"]);
     assert_eq!(expires_at - enabled_at, TimeDelta::hours(6));
 
