@@ -223,6 +223,31 @@ pub fn method_not_allowed_on(req: &HttpRequest, pattern: &str) -> ApiError {
     }
 }
 
+/// A timestamp as the contract writes them: RFC 3339 in UTC, whole seconds (`2026-11-27T05:26:34Z`).
+/// The fraction is dropped, never rounded up: an `expires_at` never reads later than the real end.
+pub fn rfc3339(at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `serialize_with` for a timestamp field; see [`rfc3339`].
+pub fn utc_seconds<S: serde::Serializer>(
+    at: &chrono::DateTime<chrono::Utc>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(at))
+}
+
+/// `serialize_with` for an optional timestamp field; see [`rfc3339`].
+pub fn utc_seconds_opt<S: serde::Serializer>(
+    at: &Option<chrono::DateTime<chrono::Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => s.serialize_str(&rfc3339(at)),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -250,30 +275,5 @@ mod tests {
         let e =
             parse::<Login>(&Bytes::from_static(b"{\"username\":\"a\",\"password\":\"b\"} x")).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidRequest);
-    }
-}
-
-/// A timestamp as the contract writes them: RFC 3339 in UTC, whole seconds (`2026-11-27T05:26:34Z`).
-/// The fraction is dropped, never rounded up: an `expires_at` never reads later than the real end.
-pub fn rfc3339(at: &chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// `serialize_with` for a timestamp field; see [`rfc3339`].
-pub fn utc_seconds<S: serde::Serializer>(
-    at: &chrono::DateTime<chrono::Utc>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&rfc3339(at))
-}
-
-/// `serialize_with` for an optional timestamp field; see [`rfc3339`].
-pub fn utc_seconds_opt<S: serde::Serializer>(
-    at: &Option<chrono::DateTime<chrono::Utc>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match at {
-        Some(at) => s.serialize_str(&rfc3339(at)),
-        None => s.serialize_none(),
     }
 }
