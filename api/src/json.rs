@@ -276,4 +276,26 @@ mod tests {
             parse::<Login>(&Bytes::from_static(b"{\"username\":\"a\",\"password\":\"b\"} x")).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidRequest);
     }
+
+    #[test]
+    fn timestamps_are_whole_seconds_cut_not_rounded() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-27T05:26:34.999+00:00")
+            .unwrap()
+            .to_utc();
+        assert_eq!(rfc3339(&at), "2026-11-27T05:26:34Z");
+        #[derive(serde::Serialize)]
+        struct Times {
+            #[serde(serialize_with = "utc_seconds")]
+            at: chrono::DateTime<chrono::Utc>,
+            #[serde(serialize_with = "utc_seconds_opt")]
+            maybe: Option<chrono::DateTime<chrono::Utc>>,
+        }
+        let both = serde_json::to_value(Times { at, maybe: Some(at) }).unwrap();
+        assert_eq!(
+            both,
+            serde_json::json!({"at": "2026-11-27T05:26:34Z", "maybe": "2026-11-27T05:26:34Z"})
+        );
+        let none = serde_json::to_value(Times { at, maybe: None }).unwrap();
+        assert_eq!(none["maybe"], serde_json::Value::Null);
+    }
 }
