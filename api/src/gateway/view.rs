@@ -86,6 +86,8 @@ pub struct DialectToken {
     pub session_id: String,
     /// The taxpayer's GSTIN.
     pub gstin: String,
+    /// The taxpayer's portal username (the `username` header of every data call).
+    pub username: String,
     /// The GSP client holding it.
     pub client_id: String,
     /// When this token expires (refreshable until the session ends).
@@ -174,6 +176,7 @@ impl GatewayView {
             sek_key,
             session_id: session.id,
             gstin: owner.gstin,
+            username: owner.username,
             client_id: session.gsp_client_id,
             expires_at: expires_at.and_utc(),
             sek,

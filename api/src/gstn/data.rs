@@ -40,8 +40,16 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<Admitted, GstnErro
         .await?
         .filter(|t| t.client_id == client.client_id)
         .ok_or_else(GstnError::invalid_session)?;
+    // The token names its taxpayer; a call that names another (or none) is refused, not re-aimed.
     let gstin = header(headers, &headers::GSTIN).ok_or_else(|| GstnError::missing("gstin"))?;
-    if !gstin.eq_ignore_ascii_case(&token.gstin) {
+    let username = header(headers, &headers::USERNAME).ok_or_else(|| GstnError::missing("username"))?;
+    let queried = form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(name, _)| name == "gstin")
+        .all(|(_, value)| value.eq_ignore_ascii_case(&token.gstin));
+    if !gstin.eq_ignore_ascii_case(&token.gstin)
+        || !username.eq_ignore_ascii_case(&token.username)
+        || !queried
+    {
         return Err(GstnError::invalid_session());
     }
     check_state_code(headers, &token.gstin)?;
@@ -58,13 +66,12 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<Admitted, GstnErro
     let verdict = state.limits.check(&session.id, &session.client_id);
     if !verdict.allowed {
         crate::gateway::note_rate_limited(verdict.policy);
-        return Err(GstnError::with_status(
-            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+        return Err(GstnError::rate_limited(
             format!(
                 "the {} rate limit is exhausted; retry after {} s",
                 verdict.policy, verdict.reset_secs
             ),
+            verdict.reset_secs,
         ));
     }
     state.view.mark_used(&token.session_id, &session, now);
@@ -256,21 +263,19 @@ async fn forward(
         .await
         .map_err(|error| {
             tracing::warn!(?error, "dialect upstream unavailable");
-            GstnError::with_status(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "GEN5008",
-                "Service unavailable; try again later",
-            )
+            GstnError::unavailable()
         })?;
     let answer: Value = serde_json::from_slice(&answer).map_err(|_| {
-        GstnError::with_status(
-            StatusCode::BAD_GATEWAY,
-            "GEN5008",
-            "The upstream answered no JSON",
-        )
+        tracing::warn!(status = status.as_u16(), "dialect upstream answered no JSON");
+        GstnError::unavailable()
     })?;
+    if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), "dialect upstream failed");
+        return Err(GstnError::unavailable());
+    }
     if !status.is_success() {
-        return Err(GstnError::new(
+        return Err(GstnError::with_status(
+            StatusCode::INTERNAL_SERVER_ERROR,
             "TEC4001",
             format!("The upstream refused the call ({})", status.as_u16()),
         ));

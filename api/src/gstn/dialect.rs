@@ -31,6 +31,8 @@ pub struct GstnError {
     pub code: &'static str,
     /// `message`.
     pub message: String,
+    /// Seconds to wait before retrying (sent as `Retry-After` with a 429).
+    pub retry_after: Option<u64>,
 }
 
 impl GstnError {
@@ -40,6 +42,7 @@ impl GstnError {
             status: StatusCode::OK,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -49,6 +52,7 @@ impl GstnError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -75,6 +79,23 @@ impl GstnError {
         Self::with_status(StatusCode::INTERNAL_SERVER_ERROR, "TEC4001", "Internal error")
     }
 
+    /// 429 `rate_limited` (the GST System has no code of its own for it), retry after `seconds`.
+    pub fn rate_limited(message: impl Into<String>, seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds.max(1)),
+            ..Self::with_status(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
+
+    /// GEN5008 (HTTP 500, as gstn-dialect.md §4 gives it): the service behind is unavailable.
+    pub fn unavailable() -> Self {
+        Self::with_status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "GEN5008",
+            "Service unavailable; try again later",
+        )
+    }
+
     /// GEN5001: a mandatory field or header is missing.
     pub fn missing(what: &str) -> Self {
         Self::new("GEN5001", format!("Missing mandatory parameter: {what}"))
@@ -98,11 +119,13 @@ impl From<ApiError> for GstnError {
             | ErrorCode::TokenMissing
             | ErrorCode::RefreshTokenReused => Self::invalid_session(),
             ErrorCode::SessionExpired | ErrorCode::TokenExpired => Self::new("AUTH4038", "Session Expired"),
-            ErrorCode::RateLimited => Self::with_status(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Too many requests; retry later",
-            ),
+            ErrorCode::RateLimited => {
+                let seconds = error
+                    .header(&actix_web::http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(1);
+                Self::rate_limited(format!("Too many requests; retry after {seconds} s"), seconds)
+            }
             ErrorCode::InvalidGstin => Self::new("SWEB_9035", "Invalid GSTIN"),
             ErrorCode::ValidationFailed | ErrorCode::InvalidDuration => {
                 Self::new("GEN5001", "Invalid request parameters")
@@ -117,11 +140,7 @@ impl From<ApiError> for GstnError {
                 Self::with_status(StatusCode::FORBIDDEN, "AUT4033", "Invalid Client Id")
             }
             ErrorCode::ServiceUnavailable | ErrorCode::UpstreamUnavailable | ErrorCode::UpstreamTimeout => {
-                Self::with_status(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "GEN5008",
-                    "Service unavailable; try again later",
-                )
+                Self::unavailable()
             }
             _ => Self::internal(),
         }
@@ -185,7 +204,11 @@ pub fn failure(settings: &Settings, error: &GstnError) -> HttpResponse {
     let body = json!({"status_cd": StatusCd::new(settings, false).value(), "error": {"error_cd": error.code, "message": error.message}});
     let mut response = HttpResponse::build(error.status);
     if error.status == StatusCode::TOO_MANY_REQUESTS {
-        response.insert_header(("Retry-After", "1"));
+        let mut seconds = itoa::Buffer::new();
+        response.insert_header((
+            actix_web::http::header::RETRY_AFTER,
+            seconds.format(error.retry_after.unwrap_or(1)),
+        ));
     }
     response.json(body)
 }
@@ -202,6 +225,8 @@ pub mod headers {
     pub const AUTH_TOKEN: HeaderName = HeaderName::from_static("auth-token");
     /// `gstin`.
     pub const GSTIN: HeaderName = HeaderName::from_static("gstin");
+    /// `username`.
+    pub const USERNAME: HeaderName = HeaderName::from_static("username");
     /// `state-cd`.
     pub const STATE_CD: HeaderName = HeaderName::from_static("state-cd");
 }

@@ -49,18 +49,32 @@ async fn dispatch(
         Ok(body) => body,
         Err(error) => return dialect::failure(&state.settings, &error.into()),
     };
+    // GST System software reads every answer here as the dialect's envelope, refusals of unknown
+    // paths and methods included.
+    use actix_web::http::{Method, StatusCode};
     let rest = req.path().strip_prefix("/taxpayerapi/").unwrap_or("");
     let (version, resource) = rest.split_once('/').unwrap_or((rest, ""));
     if !is_version(version) || resource.is_empty() {
-        return crate::json::route_not_found(req)
-            .await
-            .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
+        let unknown = dialect::GstnError::with_status(
+            StatusCode::NOT_FOUND,
+            "GEN5007",
+            format!("No such API: {} {}", req.method(), req.path()),
+        );
+        return dialect::failure(&state.settings, &unknown);
     }
     if resource == "authenticate" || resource == "authenticate/" {
-        if req.method() != actix_web::http::Method::POST {
-            return crate::json::method_not_allowed(req)
-                .await
-                .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
+        if req.method() != Method::POST {
+            let refused = dialect::GstnError::with_status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GEN5007",
+                format!("{} is not allowed on authenticate: send POST", req.method()),
+            );
+            let mut answer = dialect::failure(&state.settings, &refused);
+            answer.headers_mut().insert(
+                actix_web::http::header::ALLOW,
+                actix_web::http::header::HeaderValue::from_static("POST"),
+            );
+            return answer;
         }
         return authenticate::authenticate(state, req, body).await;
     }

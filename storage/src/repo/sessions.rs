@@ -65,6 +65,8 @@ pub struct SessionOwner {
     pub session: SessionRow,
     /// The taxpayer's GSTIN.
     pub gstin: String,
+    /// The taxpayer's portal username.
+    pub username: String,
 }
 
 /// Inserts a session.
@@ -82,15 +84,19 @@ pub fn find(conn: &mut DbConn, id: &str) -> Result<Option<SessionRow>, StorageEr
         .optional()?)
 }
 
-/// The session and its taxpayer's GSTIN.
+/// The session and its taxpayer's GSTIN and username.
 pub fn find_with_owner(conn: &mut DbConn, id: &str) -> Result<Option<SessionOwner>, StorageError> {
     let found = sessions::table
         .inner_join(taxpayers::table)
         .filter(sessions::id.eq(id))
-        .select((SessionRow::as_select(), taxpayers::gstin))
-        .first::<(SessionRow, String)>(conn)
+        .select((SessionRow::as_select(), taxpayers::gstin, taxpayers::username))
+        .first::<(SessionRow, String, String)>(conn)
         .optional()?;
-    Ok(found.map(|(session, gstin)| SessionOwner { session, gstin }))
+    Ok(found.map(|(session, gstin, username)| SessionOwner {
+        session,
+        gstin,
+        username,
+    }))
 }
 
 /// The dialect session whose auth token hashes to `token_hash`.
@@ -98,10 +104,14 @@ pub fn find_by_gstn_token(conn: &mut DbConn, token_hash: &str) -> Result<Option<
     let found = sessions::table
         .inner_join(taxpayers::table)
         .filter(sessions::gstn_token_hash.eq(token_hash))
-        .select((SessionRow::as_select(), taxpayers::gstin))
-        .first::<(SessionRow, String)>(conn)
+        .select((SessionRow::as_select(), taxpayers::gstin, taxpayers::username))
+        .first::<(SessionRow, String, String)>(conn)
         .optional()?;
-    Ok(found.map(|(session, gstin)| SessionOwner { session, gstin }))
+    Ok(found.map(|(session, gstin, username)| SessionOwner {
+        session,
+        gstin,
+        username,
+    }))
 }
 
 /// Every session of the taxpayer, newest first, with the GSP's name.

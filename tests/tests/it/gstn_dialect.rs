@@ -22,6 +22,8 @@ on_both_backends!(
     switching_access_off_on_the_rest_face_refuses_the_next_dialect_call,
     dialect_calls_are_forwarded_upstream_as_plain_json,
     a_rotated_secret_or_a_disabled_gsp_is_refused_by_the_dialect,
+    a_throttled_otp_request_says_when_to_retry,
+    an_upstream_that_is_down_is_gen5008_with_500,
 );
 
 type Key = [u8; 32];
@@ -478,6 +480,65 @@ async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
         (answer["status_cd"].as_str(), error_cd(&answer)),
         (Some("0"), "GEN5007")
     );
+    // A data call names the token's taxpayer: its username and GSTIN (header and query) alike.
+    let token = c.auth_token.as_deref().unwrap();
+    let named = |username: Option<&str>, query: &str| {
+        let url = format!(
+            "{}/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025{query}",
+            app.address
+        );
+        let mut req = c
+            .headers(app.client.get(url))
+            .header("auth-token", token)
+            .header("gstin", &taxpayer.gstin);
+        if let Some(username) = username {
+            req = req.header("username", username);
+        }
+        req.send()
+    };
+    let own = format!("&gstin={}", taxpayer.gstin);
+    for (username, query, expected) in [
+        (None, "", "GEN5001"),
+        (Some("someone.else"), "", "AUTH4033"),
+        (
+            Some(taxpayer.username.as_str()),
+            "&gstin=07AAACH7409R1ZZ",
+            "AUTH4033",
+        ),
+    ] {
+        let answer: Value = named(username, query).await.unwrap().json().await.unwrap();
+        assert_eq!(
+            answer["error"]["error_cd"], expected,
+            "{username:?} {query}: {answer}"
+        );
+    }
+    let answer: Value = named(Some(taxpayer.username.as_str()), &own)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status_cd"], "1", "{answer}");
+
+    // Unknown paths and methods are answered in the envelope too.
+    let unknown = app
+        .client
+        .get(format!("{}/taxpayerapi/1.0/authenticate", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 404);
+    assert_eq!(error_cd(&unknown.json().await.unwrap()), "GEN5007");
+    let get = app
+        .client
+        .get(format!("{}/taxpayerapi/v1.0/authenticate", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status().as_u16(), 405);
+    assert_eq!(get.headers()["allow"], "POST");
+    assert_eq!(error_cd(&get.json().await.unwrap()), "GEN5007");
+
     app.advance(TimeDelta::hours(7));
     let expired = c
         .data(
@@ -628,4 +689,53 @@ async fn a_rotated_secret_or_a_disabled_gsp_is_refused_by_the_dialect(backend: B
         "AUT4033",
         "a disabled GSP is refused"
     );
+}
+
+/// The sixth OTPREQUEST in 15 minutes is refused with the wait the OTP rate gives, not a blind second.
+async fn a_throttled_otp_request_says_when_to_retry(backend: Backend) {
+    let (app, taxpayer, gsp) = dialect_app(backend).await;
+    app.enable_access(&taxpayer, 24).await;
+    let client = GstnClient::new(&app, gsp, taxpayer).await;
+    for _ in 0..5 {
+        assert_eq!(client.otp_request().await.1["status_cd"], "1");
+    }
+    let resp = client
+        .headers(
+            app.client
+                .post(format!("{}/taxpayerapi/v1.0/authenticate", app.address)),
+        )
+        .json(&json!({"action": "OTPREQUEST", "username": client.taxpayer.username, "app_key": client.rsa_app_key(&client.app_key)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let wait: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((60..=900).contains(&wait), "Retry-After {wait}");
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(error_cd(&answer), "rate_limited");
+}
+
+/// An upstream that cannot be reached is GEN5008 at HTTP 500, as gstn-dialect.md §4 gives it.
+async fn an_upstream_that_is_down_is_gen5008_with_500(backend: Backend) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (app, taxpayer, gsp) = dialect_app_with(backend, |s| s.upstream_url = Some(dead)).await;
+    app.enable_access(&taxpayer, 24).await;
+    let mut client = GstnClient::new(&app, gsp, taxpayer).await;
+    client.otp_request().await;
+    assert_eq!(client.auth_token("102030").await.1["status_cd"], "1");
+    let resp = client
+        .data_headers(
+            app.client.get(format!(
+                "{}/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
+                app.address
+            )),
+            client.auth_token.as_deref().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    assert_eq!(error_cd(&resp.json().await.unwrap()), "GEN5008");
 }
