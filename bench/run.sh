@@ -4,7 +4,7 @@
 #   bench/run.sh                 # 3 rounds, 10 s per measurement, 32 connections, 2 wrk threads
 #   ROUNDS=5 DURATION=30s bench/run.sh
 #
-# Reports requests/s and p50/p99 for:
+# Reports requests/s, p50/p99 and the server's CPU time per request (from /proc, nginx's workers included) for:
 #   1. GET /health/live                       (the framework's floor: no auth, no state)
 #   2. GET /v1/gst/taxpayer, authorized       (token check, session/window check, rate limit, sandbox)
 #   3. GET /v1/gst/taxpayer forwarded         (all of 2, then proxied to an nginx-served upstream)
@@ -103,6 +103,7 @@ session_token() { # base
 
 start_gateway "$GW_PORT" sandbox.db --gstn-sandbox-otp 102030
 start_gateway "$FWD_PORT" forward.db --upstream-url "http://127.0.0.1:$UPSTREAM_PORT"
+PROXY_PID=${PIDS[1]} GW_PID=${PIDS[2]} FWD_PID=${PIDS[3]}
 TOKEN=$(session_token "http://127.0.0.1:$GW_PORT")
 FWD_TOKEN=$(session_token "http://127.0.0.1:$FWD_PORT")
 curl -sf "http://127.0.0.1:$GW_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $TOKEN" >/dev/null
@@ -126,29 +127,40 @@ DIALECT_URL="$GW/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&gstin=24AAUPV7468F
 DIALECT_HEADERS=(-H "clientid: $CID2" -H "client-secret: $SEC2" -H 'state-cd: 24' -H "auth-token: $AUTH_TOKEN" -H 'username: bench.user' -H 'gstin: 24AAUPV7468F1ZW')
 curl -sf "$DIALECT_URL" "${DIALECT_HEADERS[@]}" | grep -q '"rek"'
 
-measure() { # label url [header]
-  local label=$1 url=$2 out; shift 2
+# Server CPU time (user + system, clock ticks) of a process and its children (nginx's workers).
+cpu_ticks() { # pid
+  local t=0 p f
+  for p in "$1" $(pgrep -P "$1"); do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done
+  echo "$t"
+}
+measure() { # label server-pid url [header]
+  local label=$1 pid=$2 url=$3 out before after; shift 3
   if [ ! -e "$WORK/$label.rps" ]; then
     wrk -t"$THREADS" -c"$CONNECTIONS" -d5s --latency "$@" "$url" >/dev/null 2>&1 || true   # warm-up
   fi
+  before=$(cpu_ticks "$pid")
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url")
-  local rps p50 p99 non2xx
+  after=$(cpu_ticks "$pid")
+  local rps p50 p99 non2xx total cpu
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1=="50%" {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-  printf '  %-12s %12s req/s   p50 %-9s p99 %-9s %s\n' "$label" "$rps" "$p50" "$p99" "${non2xx:+non-2xx: $non2xx}"
+  total=$(echo "$out" | awk '/requests in/ {print $1}')
+  cpu=$(python3 -c "print(f'{($after - $before) * 1e6 / $(getconf CLK_TCK) / $total:.1f}')")
+  printf '  %-12s %12s req/s   p50 %-9s p99 %-9s server CPU %5s us/req %s\n' "$label" "$rps" "$p50" "$p99" "$cpu" "${non2xx:+non-2xx: $non2xx}"
   echo "$rps" >> "$WORK/$label.rps"
+  echo "$cpu" >> "$WORK/$label.cpu"
 }
 
 echo "gsp-gateway benchmark: $(nproc) cores, $ROUNDS rounds of wrk -t$THREADS -c$CONNECTIONS -d$DURATION, release build, SQLite"
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round"
-  measure live "http://127.0.0.1:$GW_PORT/health/live"
-  measure authorized "http://127.0.0.1:$GW_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $TOKEN"
-  measure dialect "$DIALECT_URL" "${DIALECT_HEADERS[@]}"
-  measure forwarded "http://127.0.0.1:$FWD_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $FWD_TOKEN"
-  measure nginx "http://127.0.0.1:$PROXY_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $FWD_TOKEN"
+  measure live "$GW_PID" "http://127.0.0.1:$GW_PORT/health/live"
+  measure authorized "$GW_PID" "http://127.0.0.1:$GW_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $TOKEN"
+  measure dialect "$GW_PID" "$DIALECT_URL" "${DIALECT_HEADERS[@]}"
+  measure forwarded "$FWD_PID" "http://127.0.0.1:$FWD_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $FWD_TOKEN"
+  measure nginx "$PROXY_PID" "http://127.0.0.1:$PROXY_PORT/v1/gst/taxpayer" -H "Authorization: Bearer $FWD_TOKEN"
 done
 python3 - "$WORK" <<'PY'
 import statistics, sys
@@ -158,8 +170,11 @@ r = {k: [float(x) for x in open(f"{w}/{k}.rps").read().split()]
 def ratios(a, b):
     return [x / y for x, y in zip(r[a], r[b])]
 print("median req/s: " + ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in r.items()))
+cpu = {k: [float(x) for x in open(f"{w}/{k}.cpu").read().split()] for k in r}
+print("median server CPU us/req: " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in cpu.items()))
 for a, b, target in (("authorized", "live", 0.85), ("forwarded", "nginx", 1.00), ("dialect", "authorized", 0.80)):
     each = ratios(a, b)
     rounds = " ".join(f"{x:.2f}" for x in each)
-    print(f"{a + ' / ' + b:<23}= {statistics.median(each):.2f}  (target >= {target:.2f}; rounds: {rounds})")
+    by_cpu = statistics.median(cpu[b]) / statistics.median(cpu[a])
+    print(f"{a + ' / ' + b:<23}= {statistics.median(each):.2f}  (target >= {target:.2f}; rounds: {rounds}; by CPU per request {by_cpu:.2f})")
 PY
