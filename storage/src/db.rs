@@ -289,7 +289,9 @@ pub fn write_tx_as<T, E: From<StorageError>>(
 
 /// A round trip to the database (readiness).
 pub fn ping(conn: &mut DbConn) -> Result<(), StorageError> {
-    conn.batch_execute("SELECT 1").map_err(StorageError::from)
+    // A real row rather than `SELECT 1`: a database that answers but cannot be read (a damaged SQLite
+    // file, a schema that was never migrated) is not ready either.
+    crate::repo::audit::head(conn).map(|_| ())
 }
 
 #[cfg(test)]

@@ -38,6 +38,19 @@ async fn health_endpoints_answer_ok(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-me-123");
+
+    // Ready means readable: a database that answers but lacks the gateway's tables is not ready.
+    app.state
+        .db
+        .run(|c| {
+            use diesel::connection::SimpleConnection;
+            Ok(c.batch_execute("DROP TABLE audit_chain")?)
+        })
+        .await
+        .unwrap();
+    let unready = app.get("/health/ready", Auth::None).await;
+    unready.assert_problem(503, "service_unavailable");
+    assert_eq!(unready.body["database"], "unavailable");
 }
 
 async fn creating_a_taxpayer_succeeds_then_conflicts(backend: Backend) {
