@@ -251,8 +251,12 @@ impl Db {
 
 /// Runs `work` in one write transaction: all of it commits, or none.
 ///
-/// SQLite transactions start `IMMEDIATE`, taking the write lock up front, so two writers never both
-/// read and then fail to upgrade (which `busy_timeout` cannot resolve).
+/// Write transactions run one at a time, on both backends, so what one reads is still true when it
+/// writes (an OTP's attempts left, a lockout count, whether access is on while a session is issued).
+/// SQLite transactions start `IMMEDIATE`, taking the database's write lock up front (two writers never
+/// both read and then fail to upgrade, which `busy_timeout` cannot resolve). PostgreSQL transactions
+/// start by locking the audit chain's single row, which every audited change takes anyway, so under
+/// READ COMMITTED no two of them interleave their reads and writes.
 pub fn write_tx<T>(
     conn: &mut DbConn,
     work: impl FnOnce(&mut DbConn) -> Result<T, StorageError>,
@@ -269,7 +273,15 @@ pub fn write_tx_as<T, E: From<StorageError>>(
         DbConn::Sqlite(inner) => AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
             .map_err(StorageError::from)?,
         DbConn::Postgres(_) => {
-            <DbConn as Connection>::TransactionManager::begin_transaction(conn).map_err(StorageError::from)?
+            <DbConn as Connection>::TransactionManager::begin_transaction(conn)
+                .map_err(StorageError::from)?;
+            if let Err(error) = conn.batch_execute("SELECT 1 FROM audit_chain WHERE id = 1 FOR UPDATE") {
+                if let Err(rollback) = <DbConn as Connection>::TransactionManager::rollback_transaction(conn)
+                {
+                    tracing::warn!(%rollback, "rollback failed");
+                }
+                return Err(StorageError::from(error).into());
+            }
         }
     }
     match work(conn) {

@@ -202,6 +202,16 @@ pub fn record_failure(
     let threshold = settings.lockout_threshold.max(1) as i32;
     let locked_until = now + TimeDelta::minutes(i64::from(settings.lockout_minutes));
     let outcome = write_tx(conn, |conn| {
+        // Read again inside the transaction: a login running alongside may have locked the account
+        // since this one checked, and then this attempt is refused as locked, not counted afresh.
+        let current = taxpayers::find(conn, &row.id)?;
+        if let Some(until) = current
+            .and_then(|r| r.locked_until)
+            .map(from_db)
+            .filter(|u| *u > now)
+        {
+            return Ok(Err(until));
+        }
         let failures = taxpayers::increment_failed_logins(conn, &row.id)?;
         let locks = failures >= threshold;
         audit::append(
@@ -227,12 +237,12 @@ pub fn record_failure(
                 now,
             )?;
         }
-        Ok(locks)
+        Ok(Ok(locks))
     })?;
-    Ok(if outcome {
-        locked(locked_until, now)
-    } else {
-        ApiError::new(ErrorCode::InvalidCredentials, "the username or password is wrong")
+    Ok(match outcome {
+        Err(until) => locked(until, now),
+        Ok(true) => locked(locked_until, now),
+        Ok(false) => ApiError::new(ErrorCode::InvalidCredentials, "the username or password is wrong"),
     })
 }
 
@@ -245,8 +255,18 @@ pub fn record_success(
     now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, ApiError> {
     let expires = password_expires_at(row, settings);
-    write_tx(conn, |conn| {
-        if row.failed_logins != 0 || row.locked_until.is_some() {
+    let locked_since = write_tx(conn, |conn| {
+        // A correct password does not undo a lock that failures alongside it set meanwhile.
+        let current = taxpayers::find(conn, &row.id)?;
+        if let Some(until) = current
+            .as_ref()
+            .and_then(|r| r.locked_until)
+            .map(from_db)
+            .filter(|u| *u > now)
+        {
+            return Ok(Some(until));
+        }
+        if current.is_some_and(|r| r.failed_logins != 0 || r.locked_until.is_some()) {
             taxpayers::set_login_failures(conn, &row.id, 0, None)?;
         }
         if expires > now {
@@ -256,8 +276,11 @@ pub fn record_success(
                 now,
             )?;
         }
-        Ok(())
+        Ok(None)
     })?;
+    if let Some(until) = locked_since {
+        return Err(locked(until, now));
+    }
     if expires <= now {
         return Err(ApiError::new(
             ErrorCode::PasswordExpired,

@@ -30,6 +30,8 @@ on_both_backends!(
     disabling_a_gsp_ends_its_sessions_everywhere,
     a_rotated_secret_replaces_the_old_one_at_once,
     a_client_disabled_after_it_authenticated_gets_no_session,
+    concurrent_wrong_otps_are_each_counted,
+    a_session_issued_while_access_is_switched_off_does_not_survive,
 );
 
 async fn setup(backend: Backend) -> (TestApp, TestTaxpayer, TestGsp) {
@@ -819,4 +821,68 @@ async fn a_client_disabled_after_it_authenticated_gets_no_session(backend: Backe
         .await
         .unwrap();
     assert_eq!(sessions_of_client, 0, "nothing half-written");
+}
+
+/// Ten wrong codes at once against one challenge: each is counted (4, 3, 2, 1 left, then void), none
+/// is lost to a race, and the right code afterwards finds no challenge.
+async fn concurrent_wrong_otps_are_each_counted(backend: Backend) {
+    let (app, taxpayer, gsp) = setup(backend).await;
+    app.enable_access(&taxpayer, 24).await;
+    app.request_otp(&gsp, &taxpayer).await.ok(202);
+    let otp = app.otp_from_inbox(&taxpayer, &gsp).await;
+    let wrong = if otp == "000000" { "000001" } else { "000000" };
+    let answers =
+        futures_util::future::join_all((0..10).map(|_| app.exchange_otp(&gsp, &taxpayer, wrong))).await;
+    let mut remaining: Vec<i64> = answers
+        .iter()
+        .filter(|r| r.code() == "invalid_otp")
+        .map(|r| r.body["attempts_remaining"].as_i64().unwrap())
+        .collect();
+    remaining.sort();
+    assert_eq!(remaining, vec![1, 2, 3, 4]);
+    let codes = |code: &str| answers.iter().filter(|r| r.code() == code).count();
+    assert_eq!((codes("otp_attempts_exceeded"), codes("otp_expired")), (1, 5));
+    app.exchange_otp(&gsp, &taxpayer, &otp)
+        .await
+        .assert_problem(401, "otp_expired");
+}
+
+/// An OTP exchange racing the taxpayer's switch-off: whichever commits first, no active session is
+/// left while access is off (it is either refused or revoked by the switch-off).
+async fn a_session_issued_while_access_is_switched_off_does_not_survive(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.otp_rate_limit = 100).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let gsp = app.create_gsp("Acme GSP").await;
+    let token = app.login(&taxpayer).await;
+    for trial in 0..12 {
+        app.enable_access(&taxpayer, 24).await;
+        app.request_otp(&gsp, &taxpayer).await.ok(202);
+        let otp = app.otp_from_inbox(&taxpayer, &gsp).await;
+        let (issued, switched_off) = tokio::join!(
+            app.exchange_otp(&gsp, &taxpayer, &otp),
+            app.put(
+                "/v1/taxpayer/api-access",
+                Auth::Bearer(&token),
+                json!({"enabled": false}),
+            )
+        );
+        switched_off.ok(200);
+        let sessions = app.get("/v1/taxpayer/sessions", Auth::Bearer(&token)).await;
+        let active = sessions
+            .ok(200)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "active")
+            .count();
+        assert_eq!(active, 0, "trial {trial}: exchange answered {}", issued.status);
+        if issued.status.as_u16() == 200 {
+            let session = TestSession::from(&issued.body);
+            app.enable_access(&taxpayer, 24).await;
+            app.gst("/v1/gst/taxpayer", &session.access_token)
+                .await
+                .assert_problem(401, "session_revoked");
+            app.disable_access(&taxpayer).await;
+        }
+    }
 }

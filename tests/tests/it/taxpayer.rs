@@ -13,6 +13,7 @@ on_both_backends!(
     durations_outside_the_portal_range_are_refused,
     re_enabling_starts_a_new_window,
     wrong_passwords_lock_the_account_for_fifteen_minutes,
+    concurrent_wrong_passwords_lock_after_five_all_the_same,
     an_expired_password_must_be_changed,
     password_changes_follow_the_policy,
     a_taxpayer_token_only_opens_its_own_taxpayer_api,
@@ -453,4 +454,36 @@ async fn tampering_with_the_audit_log_is_detected(backend: Backend) {
         .unwrap();
     let truncated = fresh.state.db.run(audit::verify_chain).await.unwrap();
     assert!(truncated.first_broken.is_some(), "{truncated:?}");
+}
+
+/// Twenty wrong passwords at once, with the right one among them: four are counted (401), the fifth
+/// locks, everything after is 423, and the right password does not slip through or unlock.
+async fn concurrent_wrong_passwords_lock_after_five_all_the_same(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let wrong = json!({"username": taxpayer.username, "password": "Wrong-Password-1"});
+    let right = json!({"username": taxpayer.username, "password": taxpayer.password});
+    let mut bodies = vec![wrong; 20];
+    bodies.insert(10, right.clone());
+    let answers = futures_util::future::join_all(
+        bodies
+            .into_iter()
+            .map(|body| app.post("/v1/taxpayer/login", Auth::None, body)),
+    )
+    .await;
+    let count = |status: u16| answers.iter().filter(|r| r.status.as_u16() == status).count();
+    let (ok, refused, locked) = (count(200), count(401), count(423));
+    assert_eq!(ok + refused + locked, 21, "no other answer");
+    // However the right password was ordered among them, at most four wrong ones were counted before
+    // the lock, and a success in between resets the count once.
+    assert!(
+        refused <= 8 && locked >= 12,
+        "{ok} × 200, {refused} × 401, {locked} × 423"
+    );
+    if ok == 0 {
+        assert_eq!((refused, locked), (4, 17));
+    }
+    app.post("/v1/taxpayer/login", Auth::None, right)
+        .await
+        .assert_problem(423, "account_locked");
 }
