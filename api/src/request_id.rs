@@ -43,6 +43,21 @@ fn acceptable(candidate: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// A client-supplied header for the log: printable ASCII, at most 64 characters, `-` when absent.
+fn client_tag(req: &ServiceRequest, name: &str) -> String {
+    let value = req
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or("-");
+    value
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(64)
+        .collect()
+}
+
 /// Middleware: assigns the id, scopes it for the request, logs one access line.
 pub async fn assign(
     req: ServiceRequest,
@@ -57,6 +72,12 @@ pub async fn assign(
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.path().to_owned();
+    // GST System software tags its calls with `txn` and the user's address `ip-usr`: the access line of
+    // a dialect call carries them, so a call can be found by what the client logged (read only when the
+    // access line is written).
+    let dialect_tags = (path.starts_with("/taxpayerapi/")
+        && tracing::enabled!(target: "gsp_gateway::access", tracing::Level::INFO))
+    .then(|| (client_tag(&req, "txn"), client_tag(&req, "ip-usr")));
     let span = tracing::info_span!("request", request_id = %id);
     let started = Instant::now();
     let scoped_id = id.clone();
@@ -74,8 +95,11 @@ pub async fn assign(
     }
     let status = response.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;
-    span.in_scope(|| {
-        tracing::info!(target: "gsp_gateway::access", %method, %path, status, micros, "served");
+    span.in_scope(|| match dialect_tags {
+        Some((txn, ip_usr)) => tracing::info!(
+            target: "gsp_gateway::access", %method, %path, status, micros, txn, ip_usr, "served"
+        ),
+        None => tracing::info!(target: "gsp_gateway::access", %method, %path, status, micros, "served"),
     });
     Ok(response)
 }

@@ -258,8 +258,24 @@ fn logs_carry_request_ids_and_never_a_secret() {
         Some(json!({"grant_type": "refresh_token", "refresh_token": flow.refresh_token})),
     );
     assert_eq!(status, 200);
+    // A GST System dialect call: its access line carries the client's `txn` and `ip-usr`.
+    let dialect = client()
+        .post(format!("{}/taxpayerapi/v1.0/authenticate", gateway.base))
+        .header("txn", "LAPN24235325555")
+        .header("ip-usr", "203.0.113.7")
+        .json(&json!({"action": "OTPREQUEST", "username": "log.tester", "app_key": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(dialect.status().as_u16(), 403, "no client id");
     std::thread::sleep(Duration::from_millis(200));
     let log = gateway.log_text();
+    let tagged = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "served" && l["path"] == "/taxpayerapi/v1.0/authenticate")
+        .unwrap_or_else(|| panic!("no access line for the dialect call:\n{log}"));
+    assert_eq!(tagged["txn"], "LAPN24235325555", "{tagged}");
+    assert_eq!(tagged["ip_usr"], "203.0.113.7", "{tagged}");
     let served: Vec<Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
