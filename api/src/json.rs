@@ -119,7 +119,7 @@ pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 }
 
 /// A JSON value (already parsed) deserialized into `T`; a mismatch is 422 naming the field.
-pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+pub fn from_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value)
         .map_err(|error| field_problem(&error.path().to_string(), &error.inner().to_string(), "body"))
 }

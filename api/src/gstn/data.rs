@@ -28,7 +28,7 @@ struct Admitted {
     sek: AesKey,
 }
 
-async fn admit(state: &AppState, req: &HttpRequest) -> Result<Admitted, GstnError> {
+async fn admit(state: &AppState, req: &HttpRequest, query: &Query<'_>) -> Result<Admitted, GstnError> {
     let headers = req.headers();
     let client = verify_client(state, headers).await?;
     let token_text = header(headers, &headers::AUTH_TOKEN)
@@ -43,9 +43,9 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<Admitted, GstnErro
     // The token names its taxpayer; a call that names another (or none) is refused, not re-aimed.
     let gstin = header(headers, &headers::GSTIN).ok_or_else(|| GstnError::missing("gstin"))?;
     let username = header(headers, &headers::USERNAME).ok_or_else(|| GstnError::missing("username"))?;
-    let queried = form_urlencoded::parse(req.query_string().as_bytes())
-        .filter(|(name, _)| name == "gstin")
-        .all(|(_, value)| value.eq_ignore_ascii_case(&token.gstin));
+    let queried = query
+        .all("gstin")
+        .all(|value| value.eq_ignore_ascii_case(&token.gstin));
     if !gstin.eq_ignore_ascii_case(&token.gstin)
         || !username.eq_ignore_ascii_case(&token.username)
         || !queried
@@ -90,6 +90,14 @@ impl<'a> Query<'a> {
 
     fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_ref())
+    }
+
+    /// Every value of `name`, in order.
+    fn all<'q>(&'q self, name: &'q str) -> impl Iterator<Item = &'q str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_ref())
     }
 }
 
@@ -175,8 +183,8 @@ async fn serve(
     resource: &str,
     body: &[u8],
 ) -> Result<(AesKey, web::Bytes), GstnError> {
-    let admitted = admit(state, req).await?;
     let query = Query::parse(req.query_string());
+    let admitted = admit(state, req, &query).await?;
     let (action, payload) = if matches!(*req.method(), Method::PUT | Method::POST) {
         let envelope: EncryptedBody =
             serde_json::from_slice(body).map_err(|_| GstnError::new("GEN5007", "Malformed request"))?;
@@ -265,14 +273,14 @@ async fn forward(
             tracing::warn!(?error, "dialect upstream unavailable");
             GstnError::unavailable()
         })?;
-    let answer: Value = serde_json::from_slice(&answer).map_err(|_| {
-        tracing::warn!(status = status.as_u16(), "dialect upstream answered no JSON");
-        GstnError::unavailable()
-    })?;
     if status.is_server_error() {
         tracing::warn!(status = status.as_u16(), "dialect upstream failed");
         return Err(GstnError::unavailable());
     }
+    let answer: Value = serde_json::from_slice(&answer).map_err(|_| {
+        tracing::warn!(status = status.as_u16(), "dialect upstream answered no JSON");
+        GstnError::unavailable()
+    })?;
     if !status.is_success() {
         return Err(GstnError::with_status(
             StatusCode::INTERNAL_SERVER_ERROR,

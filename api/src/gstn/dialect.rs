@@ -176,7 +176,11 @@ impl StatusCd {
 
     /// The value as JSON.
     fn value(self) -> Value {
-        serde_json::from_str(self.json()).unwrap_or(Value::Null)
+        match (self.numeric, self.ok) {
+            (true, ok) => Value::from(u8::from(ok)),
+            (false, true) => Value::from("1"),
+            (false, false) => Value::from("0"),
+        }
     }
 
     /// The value as JSON text.

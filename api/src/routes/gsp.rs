@@ -276,7 +276,7 @@ pub async fn issue_token(
     let now = state.clock.now();
     let settings = state.settings.clone();
     let Credentialed { client, body } = request;
-    let issued = match TokenRequest::from_json(body)? {
+    let issued = match TokenRequest::from_json(&body)? {
         TokenRequest::Otp { gstin, username, otp } => {
             let grant = svc::OtpGrant {
                 gstin,

@@ -112,7 +112,7 @@ pub enum TokenRequest {
 impl TokenRequest {
     /// Reads a token request: `grant_type` picks the grant, whose fields are then checked by name. (A
     /// serde-tagged enum would report a mistyped field without its name.)
-    pub fn from_json(body: Value) -> Result<Self, ApiError> {
+    pub fn from_json(body: &Value) -> Result<Self, ApiError> {
         #[derive(Deserialize)]
         struct Grant {
             grant_type: String,
@@ -127,7 +127,7 @@ impl TokenRequest {
         struct Refresh {
             refresh_token: String,
         }
-        let Grant { grant_type } = crate::json::from_value(body.clone())?;
+        let Grant { grant_type } = crate::json::from_value(body)?;
         match grant_type.as_str() {
             "otp" => {
                 let Otp { gstin, username, otp } = crate::json::from_value(body)?;
@@ -530,8 +530,8 @@ pub fn exchange_otp(
                     ),
                     now,
                 )?;
-                // Re-read under the audit chain's lock: a client disabled since it authenticated gets
-                // no session (see `provisioning::disable_gsp`).
+                // Re-read inside the transaction (write transactions run one at a time): a client
+                // disabled since it authenticated gets no session.
                 if !gsp_clients::find(conn, &client.client_id)?.is_some_and(|c| c.enabled) {
                     return Err(invalid_client("this GSP client is disabled"));
                 }

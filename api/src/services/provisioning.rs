@@ -282,57 +282,78 @@ fn unknown_gsp(client_id: &str) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("no GSP client {client_id}"))
 }
 
+/// One operator change to a GSP client, in one write transaction: the client (404 when unknown),
+/// `change` to it, and the `action` event that records it (which the change feed carries to every
+/// instance). Write transactions run one at a time, so a session issue, which re-reads its client in
+/// its own, comes wholly before or wholly after this.
+fn change_gsp<T>(
+    conn: &mut DbConn,
+    client_id: &str,
+    action: &str,
+    now: DateTime<Utc>,
+    audit_event: NewAuditEvent,
+    change: impl FnOnce(&mut DbConn, &GspClientRow, &NewAuditEvent) -> Result<T, ApiError>,
+) -> Result<(GspClientRow, T), ApiError> {
+    write_tx_as(conn, |conn| {
+        let row = gsp_clients::find(conn, client_id)?.ok_or_else(|| unknown_gsp(client_id))?;
+        let changed = change(conn, &row, &audit_event)?;
+        audit::append(
+            conn,
+            NewAuditEvent {
+                action: action.into(),
+                gsp_client_id: Some(row.client_id.clone()),
+                ..audit_event
+            },
+            now,
+        )?;
+        Ok((row, changed))
+    })
+}
+
 /// Disables a GSP client: its credentials are refused from now on and every session it holds ends, in
-/// one transaction. Each ended session is recorded for its taxpayer, so it shows in their activity; the
-/// change feed carries all of it to the other instances.
-///
-/// The client's own event is appended first: that takes the audit chain's lock, which every session
-/// issue also takes before it re-checks its client (see `gsp::exchange_otp`). So a session is either
-/// issued before this transaction and revoked by it, or refused after it.
+/// one transaction. Each ended session is recorded for its taxpayer, so it shows in their activity.
 pub fn disable_gsp(
     conn: &mut DbConn,
     client_id: &str,
     now: DateTime<Utc>,
     audit_event: NewAuditEvent,
 ) -> Result<GspStatus, ApiError> {
-    write_tx_as(conn, |conn| {
-        let row = gsp_clients::find(conn, client_id)?.ok_or_else(|| unknown_gsp(client_id))?;
-        audit::append(
-            conn,
-            NewAuditEvent {
-                action: "gsp.disabled".into(),
-                gsp_client_id: Some(row.client_id.clone()),
-                ..audit_event.clone()
-            },
-            now,
-        )?;
-        gsp_clients::set_enabled(conn, client_id, false)?;
-        let revoked = gsp_gateway_storage::repo::sessions::revoke_all_for_client(
-            conn,
-            client_id,
-            "gsp_disabled",
-            to_db(now),
-        )?;
-        for (session_id, gstin) in &revoked {
-            audit::append(
+    let (row, revoked) = change_gsp(
+        conn,
+        client_id,
+        "gsp.disabled",
+        now,
+        audit_event,
+        |conn, row, event| {
+            gsp_clients::set_enabled(conn, &row.client_id, false)?;
+            let revoked = gsp_gateway_storage::repo::sessions::revoke_all_for_client(
                 conn,
-                NewAuditEvent {
-                    action: "session.revoked".into(),
-                    gstin: Some(gstin.clone()),
-                    gsp_client_id: Some(row.client_id.clone()),
-                    session_id: Some(session_id.clone()),
-                    detail: json!({"by": "operator", "reason": "gsp_disabled"}),
-                    ..audit_event.clone()
-                },
-                now,
+                &row.client_id,
+                "gsp_disabled",
+                to_db(now),
             )?;
-        }
-        Ok(GspStatus {
-            client_id: row.client_id,
-            name: row.name,
-            enabled: false,
-            revoked_sessions: revoked.into_iter().map(|(id, _)| id).collect(),
-        })
+            for (session_id, gstin) in &revoked {
+                audit::append(
+                    conn,
+                    NewAuditEvent {
+                        action: "session.revoked".into(),
+                        gstin: Some(gstin.clone()),
+                        gsp_client_id: Some(row.client_id.clone()),
+                        session_id: Some(session_id.clone()),
+                        detail: json!({"by": "operator", "reason": "gsp_disabled"}),
+                        ..event.clone()
+                    },
+                    now,
+                )?;
+            }
+            Ok(revoked)
+        },
+    )?;
+    Ok(GspStatus {
+        client_id: row.client_id,
+        name: row.name,
+        enabled: false,
+        revoked_sessions: revoked.into_iter().map(|(id, _)| id).collect(),
     })
 }
 
@@ -343,24 +364,22 @@ pub fn enable_gsp(
     now: DateTime<Utc>,
     audit_event: NewAuditEvent,
 ) -> Result<GspStatus, ApiError> {
-    write_tx_as(conn, |conn| {
-        let row = gsp_clients::find(conn, client_id)?.ok_or_else(|| unknown_gsp(client_id))?;
-        gsp_clients::set_enabled(conn, client_id, true)?;
-        audit::append(
-            conn,
-            NewAuditEvent {
-                action: "gsp.enabled".into(),
-                gsp_client_id: Some(row.client_id.clone()),
-                ..audit_event
-            },
-            now,
-        )?;
-        Ok(GspStatus {
-            client_id: row.client_id,
-            name: row.name,
-            enabled: true,
-            revoked_sessions: Vec::new(),
-        })
+    let (row, ()) = change_gsp(
+        conn,
+        client_id,
+        "gsp.enabled",
+        now,
+        audit_event,
+        |conn, row, _| {
+            gsp_clients::set_enabled(conn, &row.client_id, true)?;
+            Ok(())
+        },
+    )?;
+    Ok(GspStatus {
+        client_id: row.client_id,
+        name: row.name,
+        enabled: true,
+        revoked_sessions: Vec::new(),
     })
 }
 
@@ -373,20 +392,17 @@ pub fn rotate_gsp_secret(
     audit_event: NewAuditEvent,
 ) -> Result<GspCredentials, ApiError> {
     let client_secret = new_client_secret();
-    let row = write_tx_as::<_, ApiError>(conn, |conn| {
-        let row = gsp_clients::find(conn, client_id)?.ok_or_else(|| unknown_gsp(client_id))?;
-        gsp_clients::set_secret_hash(conn, client_id, &sha256_hex(&client_secret))?;
-        audit::append(
-            conn,
-            NewAuditEvent {
-                action: "gsp.secret_rotated".into(),
-                gsp_client_id: Some(row.client_id.clone()),
-                ..audit_event
-            },
-            now,
-        )?;
-        Ok(row)
-    })?;
+    let (row, ()) = change_gsp(
+        conn,
+        client_id,
+        "gsp.secret_rotated",
+        now,
+        audit_event,
+        |conn, row, _| {
+            gsp_clients::set_secret_hash(conn, &row.client_id, &sha256_hex(&client_secret))?;
+            Ok(())
+        },
+    )?;
     Ok(GspCredentials {
         client_id: row.client_id,
         client_secret,

@@ -175,10 +175,15 @@ pub enum PasswordCheck {
 
 /// Refuses a locked account.
 pub fn ensure_unlocked(row: &TaxpayerRow, now: DateTime<Utc>) -> Result<(), ApiError> {
-    match row.locked_until.map(from_db) {
-        Some(until) if until > now => Err(locked(until, now)),
-        _ => Ok(()),
+    match lock_in_force(row, now) {
+        Some(until) => Err(locked(until, now)),
+        None => Ok(()),
     }
+}
+
+/// The end of the account's lock, while it holds at `now`.
+fn lock_in_force(row: &TaxpayerRow, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    row.locked_until.map(from_db).filter(|until| *until > now)
 }
 
 fn locked(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
@@ -205,11 +210,7 @@ pub fn record_failure(
         // Read again inside the transaction: a login running alongside may have locked the account
         // since this one checked, and then this attempt is refused as locked, not counted afresh.
         let current = taxpayers::find(conn, &row.id)?;
-        if let Some(until) = current
-            .and_then(|r| r.locked_until)
-            .map(from_db)
-            .filter(|u| *u > now)
-        {
+        if let Some(until) = current.as_ref().and_then(|r| lock_in_force(r, now)) {
             return Ok(Err(until));
         }
         let failures = taxpayers::increment_failed_logins(conn, &row.id)?;
@@ -258,12 +259,7 @@ pub fn record_success(
     let locked_since = write_tx(conn, |conn| {
         // A correct password does not undo a lock that failures alongside it set meanwhile.
         let current = taxpayers::find(conn, &row.id)?;
-        if let Some(until) = current
-            .as_ref()
-            .and_then(|r| r.locked_until)
-            .map(from_db)
-            .filter(|u| *u > now)
-        {
+        if let Some(until) = current.as_ref().and_then(|r| lock_in_force(r, now)) {
             return Ok(Some(until));
         }
         if current.is_some_and(|r| r.failed_logins != 0 || r.locked_until.is_some()) {

@@ -140,6 +140,12 @@ impl<'a> GstnClient<'a> {
         (status, answer)
     }
 
+    /// OTPREQUEST, then AUTHTOKEN with the sandbox OTP: an open session.
+    async fn sign_in(&mut self) {
+        self.otp_request().await;
+        assert_eq!(self.auth_token("102030").await.1["status_cd"], "1");
+    }
+
     fn take_tokens(&mut self, answer: &Value) {
         let sek = aes_decrypt(
             &self.app_key,
@@ -554,8 +560,7 @@ async fn switching_access_off_on_the_rest_face_refuses_the_next_dialect_call(bac
     let (app, taxpayer, gsp) = dialect_app(backend).await;
     app.enable_access(&taxpayer, 24).await;
     let mut client = GstnClient::new(&app, gsp, taxpayer.clone()).await;
-    client.otp_request().await;
-    assert_eq!(client.auth_token("102030").await.1["status_cd"], "1");
+    client.sign_in().await;
     let ok = client
         .data(
             reqwest::Method::GET,
@@ -582,8 +587,7 @@ async fn dialect_calls_are_forwarded_upstream_as_plain_json(backend: Backend) {
     let (app, taxpayer, gsp) = dialect_app_with(backend, |s| s.upstream_url = Some(upstream)).await;
     app.enable_access(&taxpayer, 24).await;
     let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
-    client.otp_request().await;
-    assert_eq!(client.auth_token("102030").await.1["status_cd"], "1");
+    client.sign_in().await;
 
     let got = client
         .data(
@@ -655,8 +659,7 @@ async fn a_rotated_secret_or_a_disabled_gsp_is_refused_by_the_dialect(backend: B
     let (app, taxpayer, gsp) = dialect_app(backend).await;
     app.enable_access(&taxpayer, 24).await;
     let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
-    client.otp_request().await;
-    assert_eq!(client.auth_token("102030").await.1["status_cd"], "1");
+    client.sign_in().await;
     let summary = "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025";
     assert_eq!(
         client.data(reqwest::Method::GET, summary, None).await["ret_period"],
@@ -723,8 +726,7 @@ async fn an_upstream_that_is_down_is_gen5008_with_500(backend: Backend) {
     let (app, taxpayer, gsp) = dialect_app_with(backend, |s| s.upstream_url = Some(dead)).await;
     app.enable_access(&taxpayer, 24).await;
     let mut client = GstnClient::new(&app, gsp, taxpayer).await;
-    client.otp_request().await;
-    assert_eq!(client.auth_token("102030").await.1["status_cd"], "1");
+    client.sign_in().await;
     let resp = client
         .data_headers(
             app.client.get(format!(
