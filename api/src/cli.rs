@@ -103,6 +103,36 @@ pub enum AdminCommand {
         #[arg(long)]
         client_id: String,
     },
+    /// Choose how the GST System dialect writes `status_cd` for a GSP client's software
+    SetGspStatusCd {
+        /// Client id
+        #[arg(long)]
+        client_id: String,
+        /// `number` (1/0), `string` ("1"/"0"), or `server` (follow gstn_numeric_status_cd)
+        #[arg(long, value_enum)]
+        status_cd: StatusCdChoice,
+    },
+}
+
+/// How `status_cd` is written for one GSP client.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StatusCdChoice {
+    /// 1 / 0
+    Number,
+    /// "1" / "0"
+    String,
+    /// The server's setting (`gstn_numeric_status_cd`)
+    Server,
+}
+
+impl StatusCdChoice {
+    fn numeric(self) -> Option<bool> {
+        match self {
+            Self::Number => Some(true),
+            Self::String => Some(false),
+            Self::Server => None,
+        }
+    }
 }
 
 /// Key management.
@@ -344,6 +374,12 @@ async fn run_admin(command: AdminCommand, settings: &Settings) -> Result<ExitCod
         AdminCommand::RotateGspSecret { client_id } => {
             provision(&db, move |conn| {
                 provisioning::rotate_gsp_secret(conn, &client_id, now, cli_event())
+            })
+            .await?
+        }
+        AdminCommand::SetGspStatusCd { client_id, status_cd } => {
+            provision(&db, move |conn| {
+                provisioning::set_gsp_status_cd(conn, &client_id, status_cd.numeric(), now, cli_event())
             })
             .await?
         }

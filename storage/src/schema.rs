@@ -25,6 +25,7 @@ diesel::table! {
         secret_hash -> Text,
         enabled -> Bool,
         created_at -> Timestamp,
+        gstn_numeric_status_cd -> Nullable<Bool>,
     }
 }
 

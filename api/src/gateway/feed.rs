@@ -30,7 +30,7 @@ fn apply(state: &AppState, change: &audit::Change) -> bool {
                 state.view.forget_dialect_tokens(id);
             }
         }
-        "gsp.disabled" | "gsp.enabled" | "gsp.secret_rotated" => {
+        "gsp.disabled" | "gsp.enabled" | "gsp.secret_rotated" | "gsp.status_cd_changed" => {
             if let Some(client_id) = &change.gsp_client_id {
                 state.view.client_changed(client_id);
             }

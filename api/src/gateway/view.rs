@@ -57,6 +57,8 @@ pub struct CachedClient {
     pub name: String,
     /// Disabled clients are refused.
     pub enabled: bool,
+    /// How the dialect writes `status_cd` for this client (`None`: the server's setting).
+    pub numeric_status_cd: Option<bool>,
 }
 
 /// A return saved in the dialect sandbox, for RETSTATUS.
@@ -305,6 +307,7 @@ impl GatewayView {
             secret_digest: decoded.then_some(digest),
             name: row.name,
             enabled: row.enabled,
+            numeric_status_cd: row.gstn_numeric_status_cd,
         });
         if self.generation.load(Ordering::SeqCst) == generation {
             if self.clients.len() > 10_000 {

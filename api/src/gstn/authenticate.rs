@@ -39,9 +39,11 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, GstnEr
 
 /// The handler: dispatches on `action`.
 pub async fn authenticate(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    match dispatch(&state, &req, &body).await {
-        Ok(fields) => dialect::success(&state.settings, fields),
-        Err(error) => dialect::failure(&state.settings, &error),
+    let answer = dispatch(&state, &req, &body).await;
+    let numeric = dialect::numeric_status_cd_of(&state, req.headers()).await;
+    match answer {
+        Ok(fields) => dialect::success(numeric, fields),
+        Err(error) => dialect::failure(numeric, &error),
     }
 }
 

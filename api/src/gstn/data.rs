@@ -26,6 +26,8 @@ use crate::state::AppState;
 struct Admitted {
     token: Arc<DialectToken>,
     sek: AesKey,
+    /// How the client's software reads `status_cd`.
+    numeric_status_cd: bool,
 }
 
 async fn admit(state: &AppState, req: &HttpRequest, query: &Query<'_>) -> Result<Admitted, GstnError> {
@@ -76,7 +78,11 @@ async fn admit(state: &AppState, req: &HttpRequest, query: &Query<'_>) -> Result
     }
     state.view.mark_used(&token.session_id, &session, now);
     let sek = token.sek_key.ok_or_else(GstnError::invalid_session)?;
-    Ok(Admitted { token, sek })
+    Ok(Admitted {
+        token,
+        sek,
+        numeric_status_cd: dialect::numeric_status_cd(&state.settings, Some(&client)),
+    })
 }
 
 /// The query string's parameters, in order (the dialect's GETs carry a handful; borrowed unless
@@ -157,10 +163,10 @@ pub async fn data_call(
 ) -> HttpResponse {
     let answered = serve(state, upstream, req, version, resource, body)
         .await
-        .map(|(sek, answer)| {
+        .map(|(admitted, answer)| {
             encrypted_answer(
-                StatusCd::success(&state.settings),
-                &crypto::encrypt_response_bytes(&sek, &crypto::fresh_key(), &answer),
+                StatusCd::new(admitted.numeric_status_cd, true),
+                &crypto::encrypt_response_bytes(&admitted.sek, &crypto::fresh_key(), &answer),
             )
         });
     match answered {
@@ -170,11 +176,12 @@ pub async fn data_call(
                 HeaderValue::from_static("application/json"),
             ))
             .body(json),
-        Err(error) => dialect::failure(&state.settings, &error),
+        Err(error) => dialect::failure(dialect::numeric_status_cd_of(state, req.headers()).await, &error),
     }
 }
 
-/// Admits the call, then answers it: the JSON to encrypt, and the session key to encrypt it with.
+/// Admits the call, then answers it: the JSON to encrypt, with what admitted it (the session key to
+/// encrypt it with).
 async fn serve(
     state: &AppState,
     upstream: &UpstreamClient,
@@ -182,7 +189,7 @@ async fn serve(
     version: &str,
     resource: &str,
     body: &[u8],
-) -> Result<(AesKey, web::Bytes), GstnError> {
+) -> Result<(Admitted, web::Bytes), GstnError> {
     let query = Query::parse(req.query_string());
     let admitted = admit(state, req, &query).await?;
     let (action, payload) = if matches!(*req.method(), Method::PUT | Method::POST) {
@@ -220,7 +227,7 @@ async fn serve(
             &admitted.token,
         )?
     };
-    Ok((admitted.sek, answer))
+    Ok((admitted, answer))
 }
 
 /// Request headers of the GST System that an upstream may need, passed on as sent.
@@ -536,11 +543,7 @@ mod tests {
         let json = br#"{"gstin":"24AAUPV7468F1ZW","ret_period":"112025"}"#;
         let expected = crypto::encrypt_response_with_rek(&sek, &rek, json);
         for numeric in [false, true] {
-            let settings = crate::Settings {
-                gstn_numeric_status_cd: numeric,
-                ..Default::default()
-            };
-            let status = StatusCd::success(&settings);
+            let status = StatusCd::new(numeric, true);
             let body = encrypted_answer(status, &crypto::encrypt_response_bytes(&sek, &rek, json));
             let envelope: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(

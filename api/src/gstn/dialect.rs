@@ -153,7 +153,7 @@ impl From<StorageError> for GstnError {
     }
 }
 
-/// `status_cd`: `"1"`/`"0"`, or `1`/`0` when the numeric setting is on.
+/// `status_cd`: `"1"`/`"0"`, or `1`/`0` for software that compares it with numbers.
 #[derive(Debug, Clone, Copy)]
 pub struct StatusCd {
     numeric: bool,
@@ -161,17 +161,9 @@ pub struct StatusCd {
 }
 
 impl StatusCd {
-    /// Success (`ok`) or failure, as the settings write it.
-    pub fn new(settings: &Settings, ok: bool) -> Self {
-        Self {
-            numeric: settings.gstn_numeric_status_cd,
-            ok,
-        }
-    }
-
-    /// Success, as the settings write it.
-    pub fn success(settings: &Settings) -> Self {
-        Self::new(settings, true)
+    /// Success (`ok`) or failure, as a number or a string.
+    pub fn new(numeric: bool, ok: bool) -> Self {
+        Self { numeric, ok }
     }
 
     /// The value as JSON.
@@ -194,18 +186,37 @@ impl StatusCd {
     }
 }
 
+/// Whether `status_cd` is a number for this client's software: its own choice (`admin
+/// set-gsp-status-cd`), else the server's `gstn_numeric_status_cd`.
+pub fn numeric_status_cd(settings: &Settings, client: Option<&CachedClient>) -> bool {
+    client
+        .and_then(|c| c.numeric_status_cd)
+        .unwrap_or(settings.gstn_numeric_status_cd)
+}
+
+/// [`numeric_status_cd`] for the client a request names in `clientid`, for answers written before (or
+/// without) its secret being checked: this chooses only how the answer is written. An unknown client, or
+/// a database that cannot say, gets the server's setting.
+pub async fn numeric_status_cd_of(state: &AppState, headers: &HeaderMap) -> bool {
+    let client = match header(headers, &self::headers::CLIENT_ID).filter(|id| !id.is_empty()) {
+        Some(id) => state.view.client(&state.db, id).await.ok().flatten(),
+        None => None,
+    };
+    numeric_status_cd(&state.settings, client.as_deref())
+}
+
 /// `{"status_cd":"1", …fields}`.
-pub fn success(settings: &Settings, fields: Map<String, Value>) -> HttpResponse {
+pub fn success(numeric: bool, fields: Map<String, Value>) -> HttpResponse {
     let mut body = Map::new();
-    body.insert("status_cd".into(), StatusCd::new(settings, true).value());
+    body.insert("status_cd".into(), StatusCd::new(numeric, true).value());
     body.extend(fields);
     HttpResponse::Ok().json(Value::Object(body))
 }
 
 /// `{"status_cd":"0","error":{…}}` with the error's HTTP status.
-pub fn failure(settings: &Settings, error: &GstnError) -> HttpResponse {
+pub fn failure(numeric: bool, error: &GstnError) -> HttpResponse {
     crate::metrics::refusal(error.code);
-    let body = json!({"status_cd": StatusCd::new(settings, false).value(), "error": {"error_cd": error.code, "message": error.message}});
+    let body = json!({"status_cd": StatusCd::new(numeric, false).value(), "error": {"error_cd": error.code, "message": error.message}});
     let mut response = HttpResponse::build(error.status);
     if error.status == StatusCode::TOO_MANY_REQUESTS {
         let mut seconds = itoa::Buffer::new();

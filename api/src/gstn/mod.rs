@@ -47,7 +47,10 @@ async fn dispatch(
     // GSTR uploads are the largest bodies the gateway sees; past the limit, 413 in the dialect's envelope.
     let body = match crate::json::read_body(payload, state.settings.max_body_bytes).await {
         Ok(body) => body,
-        Err(error) => return dialect::failure(&state.settings, &error.into()),
+        Err(error) => {
+            let numeric = dialect::numeric_status_cd_of(&state, req.headers()).await;
+            return dialect::failure(numeric, &error.into());
+        }
     };
     // GST System software reads every answer here as the dialect's envelope, refusals of unknown
     // paths and methods included.
@@ -60,7 +63,8 @@ async fn dispatch(
             "GEN5007",
             format!("No such API: {} {}", req.method(), req.path()),
         );
-        return dialect::failure(&state.settings, &unknown);
+        let numeric = dialect::numeric_status_cd_of(&state, req.headers()).await;
+        return dialect::failure(numeric, &unknown);
     }
     if resource == "authenticate" || resource == "authenticate/" {
         if req.method() != Method::POST {
@@ -69,7 +73,8 @@ async fn dispatch(
                 "GEN5007",
                 format!("{} is not allowed on authenticate: send POST", req.method()),
             );
-            let mut answer = dialect::failure(&state.settings, &refused);
+            let numeric = dialect::numeric_status_cd_of(&state, req.headers()).await;
+            let mut answer = dialect::failure(numeric, &refused);
             answer.headers_mut().insert(
                 actix_web::http::header::ALLOW,
                 actix_web::http::header::HeaderValue::from_static("POST"),

@@ -242,6 +242,7 @@ pub fn create_gsp(
         secret_hash: sha256_hex(&client_secret),
         enabled: true,
         created_at: to_db(now),
+        gstn_numeric_status_cd: None,
     };
     write_tx(conn, |conn| {
         gsp_clients::insert(conn, &row)?;
@@ -408,5 +409,60 @@ pub fn rotate_gsp_secret(
         client_secret,
         name: row.name,
         created_at: from_db(row.created_at),
+    })
+}
+
+/// How the GST System dialect writes `status_cd` for one GSP client, after a change.
+#[derive(Debug, Serialize)]
+pub struct GspStatusCd {
+    /// Client id.
+    pub client_id: String,
+    /// Display name.
+    pub name: String,
+    /// `"number"` (1/0), `"string"` ("1"/"0") or `"server"` (the server's `gstn_numeric_status_cd`).
+    pub status_cd: &'static str,
+}
+
+/// The name of a `status_cd` choice, as the CLI and the audit log write it.
+pub fn status_cd_name(numeric: Option<bool>) -> &'static str {
+    match numeric {
+        Some(true) => "number",
+        Some(false) => "string",
+        None => "server",
+    }
+}
+
+/// Sets how the dialect writes `status_cd` for a GSP client's software: some GST System clients compare
+/// it with numbers, most with strings (gstn-dialect.md §4). `None` follows the server's setting.
+pub fn set_gsp_status_cd(
+    conn: &mut DbConn,
+    client_id: &str,
+    numeric: Option<bool>,
+    now: DateTime<Utc>,
+    audit_event: NewAuditEvent,
+) -> Result<GspStatusCd, ApiError> {
+    let status_cd = status_cd_name(numeric);
+    let mut audit_event = audit_event;
+    match audit_event.detail.as_object_mut() {
+        Some(detail) => {
+            detail.insert("status_cd".into(), status_cd.into());
+        }
+        None => audit_event.detail = json!({"status_cd": status_cd}),
+    }
+    let (row, ()) = change_gsp(
+        conn,
+        client_id,
+        "gsp.status_cd_changed",
+        now,
+        audit_event,
+        |conn, row, _| {
+            gsp_clients::set_numeric_status_cd(conn, &row.client_id, numeric)?;
+            Ok(())
+        },
+    )?;
+    Ok(GspStatusCd {
+        client_id: row.client_id,
+        name: row.name,
+        status_cd,
     })
 }

@@ -20,6 +20,9 @@ pub struct GspClientRow {
     pub enabled: bool,
     /// When it was provisioned.
     pub created_at: NaiveDateTime,
+    /// `status_cd` as a number (true) or a string (false) in the GST System dialect; `None` follows the
+    /// server's setting.
+    pub gstn_numeric_status_cd: Option<bool>,
 }
 
 /// Inserts a client.
@@ -51,6 +54,19 @@ pub fn set_enabled(conn: &mut DbConn, client_id: &str, enabled: bool) -> Result<
 pub fn set_secret_hash(conn: &mut DbConn, client_id: &str, secret_hash: &str) -> Result<bool, StorageError> {
     let n = diesel::update(gsp_clients::table.find(client_id))
         .set(gsp_clients::secret_hash.eq(secret_hash))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Sets how the dialect writes `status_cd` for a client (`None`: the server's setting); false when there
+/// is no such client.
+pub fn set_numeric_status_cd(
+    conn: &mut DbConn,
+    client_id: &str,
+    numeric: Option<bool>,
+) -> Result<bool, StorageError> {
+    let n = diesel::update(gsp_clients::table.find(client_id))
+        .set(gsp_clients::gstn_numeric_status_cd.eq(numeric))
         .execute(conn)?;
     Ok(n == 1)
 }

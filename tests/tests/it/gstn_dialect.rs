@@ -24,6 +24,7 @@ on_both_backends!(
     a_rotated_secret_or_a_disabled_gsp_is_refused_by_the_dialect,
     a_throttled_otp_request_says_when_to_retry,
     an_upstream_that_is_down_is_gen5008_with_500,
+    each_gsp_chooses_how_status_cd_is_written,
 );
 
 type Key = [u8; 32];
@@ -740,4 +741,117 @@ async fn an_upstream_that_is_down_is_gen5008_with_500(backend: Backend) {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 500);
     assert_eq!(error_cd(&resp.json().await.unwrap()), "GEN5008");
+}
+
+/// A RETSUM call's raw answer, and one with a token that names no session (a refusal).
+async fn raw_answers(client: &GstnClient<'_>) -> (Value, Value) {
+    let url = format!(
+        "{}/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
+        client.app.address
+    );
+    let mut answers = Vec::new();
+    for token in [
+        client.auth_token.as_deref().unwrap(),
+        "0123456789abcdef0123456789abcdef",
+    ] {
+        let resp = client
+            .data_headers(client.app.client.get(&url), token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        answers.push(resp.json::<Value>().await.unwrap());
+    }
+    let refused = answers.pop().unwrap();
+    (answers.pop().unwrap(), refused)
+}
+
+/// The operator sets one GSP's `status_cd` to numbers (as `admin set-gsp-status-cd` does, from outside
+/// this instance): that GSP's answers, successes and refusals, authenticate and data calls, carry 1/0
+/// within the propagation time; another GSP's keep "1"/"0"; `server` restores the server's strings.
+async fn each_gsp_chooses_how_status_cd_is_written(backend: Backend) {
+    use gsp_gateway_api::services::provisioning;
+    let (app, taxpayer, gsp) = dialect_app(backend).await;
+    app.enable_access(&taxpayer, 24).await;
+    let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    client.sign_in().await;
+    let other_gsp = app.create_gsp("String GSP").await;
+    let mut other = GstnClient::new(&app, other_gsp, taxpayer.clone()).await;
+    other.sign_in().await;
+    let (ok, refused) = raw_answers(&client).await;
+    assert_eq!(
+        (&ok["status_cd"], &refused["status_cd"]),
+        (&json!("1"), &json!("0"))
+    );
+
+    let set = |numeric: Option<bool>| {
+        let id = gsp.client_id.clone();
+        app.as_operator(move |c, e| provisioning::set_gsp_status_cd(c, &id, numeric, chrono::Utc::now(), e))
+    };
+    let changed = set(Some(true)).await.unwrap();
+    assert_eq!(changed.status_cd, "number");
+    let id = gsp.client_id.clone();
+    let (row, events) = app
+        .as_operator(move |c, _| {
+            let row = gsp_gateway_storage::repo::gsp_clients::find(c, &id)?.unwrap();
+            let query = gsp_gateway_storage::repo::audit::AuditQuery {
+                gstin: None,
+                before: None,
+                limit: 100,
+            };
+            let events = gsp_gateway_storage::repo::audit::list(c, &query)?;
+            Ok((row, events))
+        })
+        .await
+        .unwrap();
+    assert_eq!(row.gstn_numeric_status_cd, Some(true));
+    let event = events
+        .iter()
+        .find(|e| e.action == "gsp.status_cd_changed")
+        .expect("the change is audited");
+    assert_eq!(event.gsp_client_id.as_deref(), Some(gsp.client_id.as_str()));
+
+    let mut numeric = None;
+    for _ in 0..80 {
+        let answers = raw_answers(&client).await;
+        if answers.0["status_cd"] == json!(1) {
+            numeric = Some(answers);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (ok, refused) = numeric.expect("the change reaches this instance within the propagation time");
+    assert_eq!(refused["status_cd"], json!(0));
+    assert_eq!(refused["error"]["error_cd"], "AUTH4033");
+    assert!(ok["rek"].is_string() && ok["hmac"].is_string(), "{ok}");
+    let (_, otp) = client.otp_request().await;
+    assert_eq!(otp["status_cd"], json!(1));
+    let (_, malformed) = client.authenticate(json!({"action": "OTPREQUEST"})).await;
+    assert_eq!(malformed["status_cd"], json!(0), "{malformed}");
+    let (ok, refused) = raw_answers(&other).await;
+    assert_eq!(
+        (&ok["status_cd"], &refused["status_cd"]),
+        (&json!("1"), &json!("0")),
+        "another GSP keeps strings"
+    );
+
+    assert_eq!(set(None).await.unwrap().status_cd, "server");
+    let mut restored = false;
+    for _ in 0..80 {
+        if raw_answers(&client).await.0["status_cd"] == json!("1") {
+            restored = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(restored, "back to the server's strings");
+    client.sign_in().await;
+
+    let unknown = app
+        .as_operator(|c, e| {
+            provisioning::set_gsp_status_cd(c, "l7xxunknown", Some(true), chrono::Utc::now(), e)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code().as_str(), "not_found");
 }
