@@ -7,6 +7,7 @@
 //! the answer's head and every chunk of its body.
 
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -47,7 +48,7 @@ const HOP_BY_HOP: [&str; 10] = [
 ];
 
 /// The field names a `Connection` header lists: hop-by-hop for this message only (RFC 9110 §7.6.1).
-fn connection_options<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
+pub(super) fn connection_options<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
     values
         .flat_map(|v| v.split(|b| *b == b','))
         .map(|name| String::from_utf8_lossy(name.trim_ascii()).to_ascii_lowercase())
@@ -55,7 +56,8 @@ fn connection_options<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String>
         .collect()
 }
 
-fn forwardable(name: &HeaderName, listed: &[String]) -> bool {
+/// True when a request field passes to the upstream.
+pub(super) fn forwardable(name: &HeaderName, listed: &[String]) -> bool {
     let name = name.as_str();
     !listed.iter().any(|l| l == name)
         && name != "authorization"
@@ -65,6 +67,31 @@ fn forwardable(name: &HeaderName, listed: &[String]) -> bool {
         && !name.starts_with("x-gsp-")
         && name != "x-session-id"
         && name != "x-request-id"
+}
+
+/// True when an answer field (lower case, not `content-length`) passes back to the caller.
+pub(super) fn passes_back(name: &str, listed: &[String]) -> bool {
+    !HOP_BY_HOP.contains(&name) && !listed.iter().any(|l| l == name)
+}
+
+/// The caller's status for an upstream's: its own, except that a failure (5xx) is 502.
+pub(super) fn answer_status(code: u16) -> Result<actix_web::http::StatusCode, ApiError> {
+    let status = actix_web::http::StatusCode::from_u16(code).map_err(|_| {
+        ApiError::new(
+            ErrorCode::UpstreamUnavailable,
+            "the upstream answered an invalid status",
+        )
+    })?;
+    if status.is_server_error() {
+        // The upstream failed: 502 as a problem, like every error here, and its body (which may carry
+        // its internals) is not passed on.
+        tracing::warn!(status = code, "upstream failed");
+        return Err(ApiError::new(
+            ErrorCode::UpstreamUnavailable,
+            format!("the upstream GST service failed (HTTP {code})"),
+        ));
+    }
+    Ok(status)
 }
 
 /// Where the upstream is: scheme and authority, and a path prefix (without its trailing slash).
@@ -174,6 +201,8 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     client: Client<Connector, OutBody>,
+    /// This worker's own keep-alive connections to a plain-http upstream (see [`super::h1`]).
+    h1: Option<Rc<super::h1::Pool>>,
     base: Option<Base>,
     timeout: Duration,
     max_body: usize,
@@ -194,9 +223,21 @@ impl UpstreamClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
+        let base = settings.upstream_url.as_deref().and_then(|u| parse_base(u).ok());
+        let h1 = base
+            .as_ref()
+            .filter(|b| b.scheme == http::uri::Scheme::HTTP)
+            .map(|b| {
+                Rc::new(super::h1::Pool::new(
+                    &b.authority,
+                    &b.prefix,
+                    Duration::from_millis(settings.upstream_connect_timeout_ms),
+                ))
+            });
         Self {
             client,
-            base: settings.upstream_url.as_deref().and_then(|u| parse_base(u).ok()),
+            h1,
+            base,
             timeout: Duration::from_millis(settings.upstream_timeout_ms),
             max_body: settings.max_body_bytes,
         }
@@ -272,14 +313,14 @@ impl UpstreamClient {
     }
 }
 
-fn unavailable() -> ApiError {
+pub(super) fn unavailable() -> ApiError {
     ApiError::new(
         ErrorCode::UpstreamUnavailable,
         "the upstream GST service could not be reached",
     )
 }
 
-fn timed_out() -> ApiError {
+pub(super) fn timed_out() -> ApiError {
     ApiError::new(
         ErrorCode::UpstreamTimeout,
         "the upstream GST service did not answer in time",
@@ -346,6 +387,11 @@ pub async fn forward(
         target.push('?');
         target.push_str(query);
     }
+    if let Some(pool) = &upstream.h1
+        && super::h1::suits(req)
+    {
+        return super::h1::forward(pool.clone(), upstream.timeout, ctx, req, &target).await;
+    }
     let uri = base.uri(&target).ok_or_else(|| {
         ApiError::new(
             ErrorCode::InvalidRequest,
@@ -402,21 +448,7 @@ pub async fn forward(
         return Err(too_large(upstream.max_body));
     }
 
-    let status = actix_web::http::StatusCode::from_u16(answer.status().as_u16()).map_err(|_| {
-        ApiError::new(
-            ErrorCode::UpstreamUnavailable,
-            "the upstream answered an invalid status",
-        )
-    })?;
-    if status.is_server_error() {
-        // The upstream failed: 502 as a problem, like every error here, and its body (which may carry
-        // its internals) is not passed on.
-        tracing::warn!(status = status.as_u16(), "upstream failed");
-        return Err(ApiError::new(
-            ErrorCode::UpstreamUnavailable,
-            format!("the upstream GST service failed (HTTP {})", status.as_u16()),
-        ));
-    }
+    let status = answer_status(answer.status().as_u16())?;
     let mut response = HttpResponse::build(status);
     let mut length = None;
     let listed = connection_options(
@@ -430,7 +462,7 @@ pub async fn forward(
         let name = name.as_str();
         if name == "content-length" {
             length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
-        } else if !HOP_BY_HOP.contains(&name) && !listed.iter().any(|l| l == name) {
+        } else if passes_back(name, &listed) {
             response.append_header((name, value.as_bytes()));
         }
     }
@@ -461,7 +493,7 @@ pub async fn forward(
 }
 
 /// Answers up to this size (by their `Content-Length`) are buffered rather than streamed.
-const BUFFERED_ANSWER_BYTES: u64 = 64 * 1024;
+pub(super) const BUFFERED_ANSWER_BYTES: u64 = 64 * 1024;
 
 /// The upstream's answer body, cut off with an error when the exchange's deadline passes.
 struct Deadlined {

@@ -4,6 +4,7 @@
 pub mod enforce;
 pub mod feed;
 pub mod forward;
+pub mod h1;
 pub mod limits;
 pub mod sandbox;
 pub mod tokens_cache;

@@ -23,6 +23,7 @@ on_both_backends!(
     an_upstream_that_is_down_hangs_or_fails_gives_502_or_504,
     forwarding_streams_bodies_up_to_the_limit_and_keeps_lengths,
     forwarding_speaks_tls_to_an_https_upstream,
+    forwarding_keeps_upstream_connections_alive_across_framings,
     no_call_started_after_switch_off_is_admitted,
     a_revocation_through_one_instance_reaches_another,
     usage_is_recorded_to_the_minute_without_a_write_per_call,
@@ -235,56 +236,223 @@ async fn the_sandbox_serves_taxpayer_and_returns(backend: Backend) {
         .assert_problem(401, "token_invalid");
 }
 
+/// Forwarding carries the session's facts and the caller's end-to-end fields, and not `Authorization`,
+/// the caller's own session facts or hop-by-hop fields: for a call with a body (hyper's client) and a
+/// bodiless GET (the lean path).
 async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Backend) {
     let upstream = spawn_upstream().await;
     let (app, taxpayer, gsp, session) = live_session_with(backend, |s| s.upstream_url = Some(upstream)).await;
-    let resp = app
-        .client
-        .put(format!("{}/v1/gst/returns/gstr1?ret_period=112025", app.address))
-        .bearer_auth(&session.access_token)
-        .header("x-request-id", "fwd-test-1")
-        .header("x-taxpayer-gstin", "27AAPFU0939F1ZV")
-        .header("connection", "keep-alive, x-hop-only")
-        .header("x-hop-only", "for the gateway")
-        .header("x-end-to-end", "for the upstream")
-        .header("content-type", "application/json")
-        .body("{\"b2b\":[]}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
-    assert_eq!(resp.headers()["x-upstream"], "yes");
-    assert!(resp.headers().contains_key("ratelimit"));
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["method"], "PUT");
-    assert_eq!(body["path"], "/returns/gstr1");
-    assert_eq!(body["query"], "ret_period=112025");
-    assert_eq!(body["body"], "{\"b2b\":[]}");
-    let headers = &body["headers"];
-    assert_eq!(
-        headers["x-taxpayer-gstin"],
-        taxpayer.gstin.as_str(),
-        "a caller cannot choose the taxpayer"
-    );
-    assert_eq!(headers["x-gsp-client-id"], gsp.client_id.as_str());
-    assert_eq!(headers["x-session-id"], session.session_id.as_str());
-    assert_eq!(headers["x-request-id"], "fwd-test-1");
-    assert!(headers.get("authorization").is_none(), "{headers}");
-    assert!(
-        headers.get("x-hop-only").is_none(),
-        "a field named by Connection is hop-by-hop: {headers}"
-    );
-    assert_eq!(headers["x-end-to-end"], "for the upstream");
-    assert_eq!(
-        headers["content-length"], "10",
-        "a declared length is kept: {headers}"
-    );
-    assert!(headers.get("transfer-encoding").is_none(), "{headers}");
+    let url = format!("{}/v1/gst/returns/gstr1?ret_period=112025", app.address);
+    for with_body in [true, false] {
+        let request = if with_body {
+            app.client
+                .put(&url)
+                .header("content-type", "application/json")
+                .body("{\"b2b\":[]}")
+        } else {
+            app.client.get(&url)
+        };
+        let resp = request
+            .bearer_auth(&session.access_token)
+            .header("x-request-id", "fwd-test-1")
+            .header("x-taxpayer-gstin", "27AAPFU0939F1ZV")
+            .header("x-session-id", "not-my-session")
+            .header("connection", "keep-alive, x-hop-only")
+            .header("x-hop-only", "for the gateway")
+            .header("x-end-to-end", "for the upstream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        assert_eq!(resp.headers()["x-upstream"], "yes");
+        assert!(resp.headers().contains_key("ratelimit"));
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["method"], if with_body { "PUT" } else { "GET" });
+        assert_eq!(body["path"], "/returns/gstr1");
+        assert_eq!(body["query"], "ret_period=112025");
+        assert_eq!(body["body"], if with_body { "{\"b2b\":[]}" } else { "" });
+        let headers = &body["headers"];
+        assert_eq!(
+            headers["x-taxpayer-gstin"],
+            taxpayer.gstin.as_str(),
+            "a caller cannot choose the taxpayer"
+        );
+        assert_eq!(headers["x-gsp-client-id"], gsp.client_id.as_str());
+        assert_eq!(headers["x-session-id"], session.session_id.as_str());
+        assert_eq!(headers["x-request-id"], "fwd-test-1");
+        assert!(headers.get("authorization").is_none(), "{headers}");
+        assert!(
+            headers.get("x-hop-only").is_none(),
+            "a field named by Connection is hop-by-hop: {headers}"
+        );
+        assert_eq!(headers["x-end-to-end"], "for the upstream");
+        assert!(
+            headers["host"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{headers}"
+        );
+        if with_body {
+            assert_eq!(
+                headers["content-length"], "10",
+                "a declared length is kept: {headers}"
+            );
+        } else {
+            assert!(headers.get("content-length").is_none(), "{headers}");
+        }
+        assert!(headers.get("transfer-encoding").is_none(), "{headers}");
+    }
     // Refusals happen before forwarding.
     app.disable_access(&taxpayer).await;
     app.gst("/v1/gst/taxpayer", &session.access_token)
         .await
         .assert_problem(403, "api_access_disabled");
+}
+
+/// A scripted HTTP/1.1 upstream on a raw socket (no HTTP library), counting the connections it accepts.
+/// `/chunked` answers in three chunks with a trailer, `/big` 200,000 bytes of declared length,
+/// `/until-close` without a length (the body ends when it closes), `/hang-up` answers and then closes
+/// the connection without saying so; anything else answers `{"n":<connections so far>}`.
+async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let head_end = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => buf.extend_from_slice(&chunk[..read]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    buf.drain(..head_end);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    let answer: Vec<u8> = match path.as_str() {
+                        "/chunked" => b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n\
+                            6\r\nfirst \r\n7;x=y\r\nsecond \r\n5\r\nthird\r\n0\r\nx-trailer: dropped\r\n\r\n"
+                            .to_vec(),
+                        "/big" => {
+                            let mut answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 200000\r\n\r\n".to_vec();
+                            answer.resize(answer.len() + 200_000, b'a');
+                            answer
+                        }
+                        "/until-close" => {
+                            let _ = socket
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nread until the end")
+                                .await;
+                            return;
+                        }
+                        "/hang-up" => {
+                            let _ = socket
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                                .await;
+                            return;
+                        }
+                        _ => {
+                            let body = format!("{{\"n\":{n}}}");
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .into_bytes()
+                        }
+                    };
+                    if socket.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (address, accepted)
+}
+
+/// Bodiless calls reuse one upstream connection across answers of every framing read to their end;
+/// an answer that ends with the connection is not followed by another on it, and a pooled connection
+/// the upstream closed while idle is replaced without the caller noticing.
+async fn forwarding_keeps_upstream_connections_alive_across_framings(backend: Backend) {
+    let (upstream, accepted) = spawn_raw_upstream().await;
+    // One worker: upstream connections are pooled per worker.
+    let (app, _t, _g, session) = live_session_with(backend, |s| {
+        s.upstream_url = Some(upstream);
+        s.workers = Some(1);
+    })
+    .await;
+    let get = |path: &'static str| {
+        let app = &app;
+        let token = session.access_token.clone();
+        async move {
+            let resp = app
+                .client
+                .get(format!("{}/v1/gst{path}", app.address))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let length = resp
+                .headers()
+                .get("content-length")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, length, resp.bytes().await.unwrap())
+        }
+    };
+    for _ in 0..5 {
+        let (status, _, body) = get("/taxpayer").await;
+        assert_eq!(
+            (status, &body[..]),
+            (200, &b"{\"n\":1}"[..]),
+            "one connection, reused"
+        );
+    }
+    let (status, _, body) = get("/chunked").await;
+    assert_eq!(
+        (status, &body[..]),
+        (200, &b"first second third"[..]),
+        "chunks decoded, trailer dropped"
+    );
+    let (status, length, body) = get("/big").await;
+    assert_eq!(
+        (status, length.as_deref(), body.len()),
+        (200, Some("200000"), 200_000)
+    );
+    assert!(body.iter().all(|b| *b == b'a'));
+    assert_eq!(
+        get("/taxpayer").await.2,
+        &b"{\"n\":1}"[..],
+        "still the first connection"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    let (status, _, body) = get("/until-close").await;
+    assert_eq!((status, &body[..]), (200, &b"read until the end"[..]));
+    assert_eq!(
+        get("/taxpayer").await.2,
+        &b"{\"n\":2}"[..],
+        "a new connection after one that ended"
+    );
+
+    assert_eq!(get("/hang-up").await.2, &b"ok"[..]);
+    let (status, _, body) = get("/taxpayer").await;
+    assert_eq!(
+        (status, &body[..]),
+        (200, &b"{\"n\":3}"[..]),
+        "the closed pooled connection is replaced: no 502"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
 
 async fn an_upstream_that_is_down_hangs_or_fails_gives_502_or_504(backend: Backend) {

@@ -1,0 +1,726 @@
+//! The forwarding hot path: a bodiless `GET` or `HEAD` to a plain `http://` upstream, written and read
+//! on the calling task over this worker's keep-alive connections.
+//!
+//! hyper's pooled client (which keeps every other forward: bodies, TLS) drives each connection from a
+//! task of its own, so a call crosses two task hand-offs and a copy of its headers into another map
+//! type; under callgrind that was about a quarter of a forwarded call's instructions. Here the head is
+//! written in one `write`, the answer's head parsed by httparse from the connection's buffer, and a
+//! small answer of declared length read whole before it is passed on.
+//!
+//! The answer's framing follows RFC 9112 §6.3: no body for `HEAD`, 1xx, 204 and 304; `chunked`
+//! decoded; `Content-Length`; otherwise until the upstream closes. A connection goes back to the pool
+//! only when its answer was read exactly to its end and the upstream keeps it open. A pooled connection
+//! the upstream has meanwhile closed fails before any answer byte; the call is then sent once more on
+//! a new connection (both methods are idempotent).
+
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use actix_web::body::SizedStream;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::Stream;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use super::GstContext;
+use super::forward::{
+    BUFFERED_ANSWER_BYTES, answer_status, connection_options, forwardable, passes_back, timed_out,
+    unavailable,
+};
+use crate::error::ApiError;
+use crate::request_id;
+
+/// Idle connections kept per worker (nginx's `keepalive 64`, per worker as there).
+const MAX_IDLE: usize = 64;
+/// An idle connection older than this is closed rather than reused (hyper's pool: 30 s).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer head read.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Header fields parsed in an answer head.
+const MAX_HEADERS: usize = 100;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// One worker's connections to one upstream.
+#[derive(Debug)]
+pub struct Pool {
+    /// `host` or `host:port`, as the `Host` field gives it.
+    authority: String,
+    /// Where to connect.
+    host: String,
+    port: u16,
+    /// The upstream URL's path prefix (no trailing slash).
+    prefix: String,
+    connect_timeout: Duration,
+    idle: RefCell<Vec<(Conn, Instant)>>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Pool {
+    /// A pool for `authority` (host and optional port) under `prefix`.
+    pub fn new(authority: &http::uri::Authority, prefix: &str, connect_timeout: Duration) -> Self {
+        Self {
+            authority: authority.as_str().to_owned(),
+            host: authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+            prefix: prefix.to_owned(),
+            connect_timeout,
+            idle: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A pooled connection, if a fresh enough one is idle.
+    fn checkout(&self) -> Option<Conn> {
+        let mut idle = self.idle.borrow_mut();
+        while let Some((conn, since)) = idle.pop() {
+            if since.elapsed() < IDLE_TIMEOUT {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, conn: Conn) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < MAX_IDLE {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, ApiError> {
+        let connecting = TcpStream::connect((self.host.as_str(), self.port));
+        let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "upstream unavailable");
+                return Err(unavailable());
+            }
+            Err(_) => {
+                tracing::warn!("upstream connect timed out");
+                return Err(unavailable());
+            }
+        };
+        // Small heads, written whole: Nagle would only delay them.
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+        })
+    }
+}
+
+/// True when `req` takes this path: `GET` or `HEAD` with no body.
+pub fn suits(req: &HttpRequest) -> bool {
+    use actix_web::http::Method;
+    (req.method() == Method::GET || req.method() == Method::HEAD)
+        && !req.headers().contains_key(header::TRANSFER_ENCODING)
+        && req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0")
+}
+
+/// The request head: request line under the prefix, `Host`, the caller's end-to-end fields, and the
+/// session's facts.
+fn request_head(pool: &Pool, ctx: &GstContext, req: &HttpRequest, target: &str) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(req.method().as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(pool.prefix.as_bytes());
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    head.extend_from_slice(pool.authority.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    let mut field = |name: &[u8], value: &[u8]| {
+        head.extend_from_slice(name);
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    };
+    let listed = connection_options(
+        req.headers()
+            .get_all(actix_web::http::header::CONNECTION)
+            .map(|v| v.as_bytes()),
+    );
+    for (name, value) in req.headers() {
+        if forwardable(name, &listed) {
+            field(name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    let request_id = request_id::current();
+    for (name, value) in [
+        ("x-taxpayer-gstin", &*ctx.gstin),
+        ("x-gsp-client-id", &*ctx.client_id),
+        ("x-session-id", &*ctx.session_id),
+        ("x-request-id", request_id.as_str()),
+    ] {
+        // Our own values; checked all the same, as `set_session_facts` does.
+        if http::HeaderValue::from_str(value).is_ok() {
+            field(name.as_bytes(), value.as_bytes());
+        }
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// How an answer's body ends (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+}
+
+/// An answer head, parsed and owned.
+struct Head {
+    status: StatusCode,
+    fields: Vec<(HeaderName, HeaderValue)>,
+    /// The declared `Content-Length`.
+    length: Option<u64>,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// Why reading an answer head failed.
+enum HeadError {
+    /// The connection ended (or broke) before a single byte of the answer: a pooled connection the
+    /// upstream had closed.
+    ClosedBeforeAnswer,
+    Failed(ApiError),
+}
+
+fn failed(reason: &str) -> HeadError {
+    tracing::warn!(reason, "upstream answer unusable");
+    HeadError::Failed(unavailable())
+}
+
+/// Reads the answer head into `conn.buf` and parses it; 1xx answers are skipped.
+async fn read_head(conn: &mut Conn, head_request: bool) -> Result<Head, HeadError> {
+    let mut received_any = !conn.buf.is_empty();
+    loop {
+        let parsed = {
+            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut answer = httparse::Response::new(&mut fields);
+            match answer.parse(&conn.buf) {
+                Ok(httparse::Status::Complete(length)) => {
+                    Some(owned_head(&answer, head_request).map(|h| (length, h)))
+                }
+                Ok(httparse::Status::Partial) => None,
+                Err(_) => return Err(failed("malformed head")),
+            }
+        };
+        match parsed {
+            Some(Ok((length, head))) => {
+                let _ = conn.buf.split_to(length);
+                if head.status.is_informational() {
+                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(failed("switched protocols unasked"));
+                    }
+                    continue;
+                }
+                return Ok(head);
+            }
+            Some(Err(reason)) => return Err(failed(reason)),
+            None => {}
+        }
+        if conn.buf.len() >= MAX_HEAD_BYTES {
+            return Err(failed("head too large"));
+        }
+        conn.buf.reserve(READ_CHUNK);
+        match tokio::io::AsyncReadExt::read_buf(&mut conn.stream, &mut conn.buf).await {
+            Ok(0) | Err(_) if !received_any => return Err(HeadError::ClosedBeforeAnswer),
+            Ok(0) => return Err(failed("closed mid-head")),
+            Err(error) => {
+                tracing::warn!(error = %error, "upstream read failed");
+                return Err(HeadError::Failed(unavailable()));
+            }
+            Ok(_) => received_any = true,
+        }
+    }
+}
+
+fn owned_head(answer: &httparse::Response<'_, '_>, head_request: bool) -> Result<Head, &'static str> {
+    let code = answer.code.ok_or("no status")?;
+    let status = StatusCode::from_u16(code).map_err(|_| "invalid status")?;
+    let listed = connection_options(
+        answer
+            .headers
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("connection"))
+            .map(|f| f.value),
+    );
+    let mut keep_alive = answer.version == Some(1) && !listed.iter().any(|o| o == "close");
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    let mut fields = Vec::with_capacity(answer.headers.len());
+    for field in answer.headers.iter() {
+        // Parsed once, into the types the answer is built from (well-known names need no allocation).
+        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| "invalid field name")?;
+        if name == header::CONTENT_LENGTH {
+            let value = std::str::from_utf8(field.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or("invalid content-length")?;
+            if length.is_some_and(|seen| seen != value) {
+                return Err("conflicting content-length");
+            }
+            length = Some(value);
+        } else if name == header::TRANSFER_ENCODING {
+            // Only the final coding says how the body ends.
+            let last = field.value.rsplit(|b| *b == b',').next().unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if passes_back(name.as_str(), &listed) {
+            let value = HeaderValue::from_bytes(field.value).map_err(|_| "invalid field value")?;
+            fields.push((name, value));
+        }
+    }
+    let framing = if head_request || status.is_informational() || matches!(code, 204 | 304) {
+        Framing::Empty
+    } else if let Some(chunked) = chunked {
+        // A length beside a transfer coding is ignored, and the connection not trusted after.
+        keep_alive &= length.is_none();
+        if chunked {
+            Framing::Chunked(Chunk::Size)
+        } else {
+            Framing::UntilClose
+        }
+    } else if let Some(length) = length {
+        Framing::Length(length)
+    } else {
+        Framing::UntilClose
+    };
+    if framing == Framing::UntilClose {
+        keep_alive = false;
+    }
+    Ok(Head {
+        status,
+        fields,
+        length,
+        framing,
+        keep_alive,
+    })
+}
+
+/// Forwards a call that [`suits`] this path; `target` is the path and query under the upstream's prefix.
+pub async fn forward(
+    pool: Rc<Pool>,
+    timeout: Duration,
+    ctx: &GstContext,
+    req: &HttpRequest,
+    target: &str,
+) -> Result<HttpResponse, ApiError> {
+    let head_request = req.method() == actix_web::http::Method::HEAD;
+    let request = request_head(&pool, ctx, req, target);
+    let deadline = Instant::now() + timeout;
+    let exchange = async {
+        let mut pooled = pool.checkout();
+        loop {
+            let reused = pooled.is_some();
+            let mut conn = match pooled.take() {
+                Some(conn) => conn,
+                None => pool.connect().await?,
+            };
+            let written = conn.stream.write_all(&request).await;
+            let head = match written {
+                Ok(()) => read_head(&mut conn, head_request).await,
+                Err(_) => Err(HeadError::ClosedBeforeAnswer),
+            };
+            match head {
+                Ok(head) => return Ok::<_, ApiError>((conn, head)),
+                // A pooled connection the upstream closed while it was idle: once more, on a new one.
+                Err(HeadError::ClosedBeforeAnswer) if reused => {}
+                Err(HeadError::ClosedBeforeAnswer) => {
+                    tracing::warn!("upstream closed the connection without answering");
+                    return Err(unavailable());
+                }
+                Err(HeadError::Failed(error)) => return Err(error),
+            }
+        }
+    };
+    let (mut conn, head) = tokio::time::timeout_at(deadline, exchange)
+        .await
+        .map_err(|_| timed_out())??;
+
+    let status = answer_status(head.status.as_u16())?;
+    let mut response = HttpResponse::build(status);
+    for field in head.fields {
+        response.append_header(field);
+    }
+    match head.framing {
+        Framing::Empty => {
+            if head.keep_alive && conn.buf.is_empty() {
+                pool.checkin(conn);
+            }
+            // A HEAD (or 204, 304) answer's length is that of the body a GET would have had: it passes on.
+            Ok(match head.length {
+                Some(length) => response.body(SizedStream::new(
+                    length,
+                    futures_util::stream::empty::<Result<Bytes, actix_web::Error>>(),
+                )),
+                None => response.finish(),
+            })
+        }
+        Framing::Length(length) if length <= BUFFERED_ANSWER_BYTES => {
+            let length = usize::try_from(length).unwrap_or(usize::MAX);
+            let read_whole = async {
+                while conn.buf.len() < length {
+                    conn.buf.reserve(length - conn.buf.len());
+                    match tokio::io::AsyncReadExt::read_buf(&mut conn.stream, &mut conn.buf).await {
+                        Ok(0) | Err(_) => {
+                            tracing::warn!("upstream body ended early");
+                            return Err(unavailable());
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                Ok(())
+            };
+            tokio::time::timeout_at(deadline, read_whole)
+                .await
+                .map_err(|_| timed_out())??;
+            let body = conn.buf.split_to(length).freeze();
+            if head.keep_alive && conn.buf.is_empty() {
+                pool.checkin(conn);
+            }
+            Ok(response.body(body))
+        }
+        framing => {
+            let body = AnswerBody {
+                conn: Some(conn),
+                framing,
+                keep_alive: head.keep_alive,
+                pool,
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            };
+            Ok(match framing {
+                Framing::Length(length) => response.body(SizedStream::new(length, body)),
+                _ => response.streaming(body),
+            })
+        }
+    }
+}
+
+/// Where a chunked body's decoding stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data: this many bytes to go.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// Reading (and dropping) trailer fields, up to the empty line.
+    Trailers,
+    /// The last chunk and its trailers are read.
+    Done,
+}
+
+/// What the buffer yields next.
+enum Decoded {
+    Data(Bytes),
+    NeedMore,
+    Finished,
+}
+
+/// Decodes as much of a chunked body as `buf` holds, up to the next data.
+fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Decoded, &'static str> {
+    loop {
+        match *state {
+            Chunk::Size => match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete((used, size))) => {
+                    let _ = buf.split_to(used);
+                    *state = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Ok(httparse::Status::Partial) => return Ok(Decoded::NeedMore),
+                Err(_) => return Err("malformed chunk size"),
+            },
+            Chunk::Data(left) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                let left = left - take as u64;
+                *state = if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                };
+                return Ok(Decoded::Data(buf.split_to(take).freeze()));
+            }
+            Chunk::DataEnd => {
+                if buf.len() < 2 {
+                    return Ok(Decoded::NeedMore);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err("chunk data not followed by CRLF");
+                }
+                let _ = buf.split_to(2);
+                *state = Chunk::Size;
+            }
+            Chunk::Trailers => {
+                let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+                    if buf.len() > MAX_HEAD_BYTES {
+                        return Err("trailers too large");
+                    }
+                    return Ok(Decoded::NeedMore);
+                };
+                let _ = buf.split_to(end + 2);
+                if end == 0 {
+                    *state = Chunk::Done;
+                }
+            }
+            Chunk::Done => return Ok(Decoded::Finished),
+        }
+    }
+}
+
+/// An answer body streamed from its connection, which returns to the pool once the body has been read
+/// exactly to its end. The exchange's deadline covers it.
+struct AnswerBody {
+    conn: Option<Conn>,
+    framing: Framing,
+    keep_alive: bool,
+    pool: Rc<Pool>,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl AnswerBody {
+    /// The next data already in the buffer, or `NeedMore`.
+    fn take(&mut self) -> Result<Decoded, &'static str> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(Decoded::Finished);
+        };
+        match &mut self.framing {
+            Framing::Empty => Ok(Decoded::Finished),
+            Framing::Length(0) => Ok(Decoded::Finished),
+            Framing::Length(left) => {
+                if conn.buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(conn.buf.len());
+                *left -= take as u64;
+                Ok(Decoded::Data(conn.buf.split_to(take).freeze()))
+            }
+            Framing::Chunked(state) => decode_chunked(state, &mut conn.buf),
+            Framing::UntilClose => Ok(if conn.buf.is_empty() {
+                Decoded::NeedMore
+            } else {
+                Decoded::Data(conn.buf.split().freeze())
+            }),
+        }
+    }
+
+    /// The body is complete: the connection goes back if it can carry another exchange.
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.keep_alive
+            && conn.buf.is_empty()
+        {
+            self.pool.checkin(conn);
+        }
+    }
+
+    fn broken(&mut self, reason: &str) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
+        tracing::warn!(reason, "upstream body failed");
+        self.conn = None;
+        Poll::Ready(Some(Err(actix_web::error::ErrorBadGateway(
+            "upstream body failed",
+        ))))
+    }
+}
+
+impl Stream for AnswerBody {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            match this.take() {
+                Ok(Decoded::Data(data)) => {
+                    if this.framing == Framing::Length(0) {
+                        // The last bytes of a sized body: the server may not poll again for the end.
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(data)));
+                }
+                Ok(Decoded::Finished) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Err(reason) => return this.broken(reason),
+                Ok(Decoded::NeedMore) => {}
+            }
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                tracing::warn!("upstream body timed out");
+                this.conn = None;
+                return Poll::Ready(Some(Err(actix_web::error::ErrorGatewayTimeout(
+                    "upstream body timed out",
+                ))));
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Err(error) = ready!(conn.stream.poll_read_ready(cx)) {
+                tracing::warn!(error = %error, "upstream read failed");
+                return this.broken("read failed");
+            }
+            conn.buf.reserve(READ_CHUNK);
+            match conn.stream.try_read_buf(&mut conn.buf) {
+                Ok(0) if this.framing == Framing::UntilClose => {
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => return this.broken("closed before the body's end"),
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => {
+                    tracing::warn!(error = %error, "upstream read failed");
+                    return this.broken("read failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(wire: &[u8], split: usize) -> Result<(Vec<u8>, Chunk, usize), &'static str> {
+        let mut state = Chunk::Size;
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in wire.chunks(split.max(1)) {
+            buf.extend_from_slice(piece);
+            while let Decoded::Data(data) = decode_chunked(&mut state, &mut buf)? {
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok((out, state, buf.len()))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_however_they_arrive() {
+        let wire = b"5\r\nhello\r\n1;ext=1\r\n \r\nB\r\nchunked wor\r\n0\r\nx-trailer: yes\r\n\r\n";
+        for split in [1, 2, 3, 7, wire.len()] {
+            let (body, state, left) = decode_all(wire, split).unwrap();
+            assert_eq!(body, b"hello chunked wor", "split {split}");
+            assert_eq!(state, Chunk::Done);
+            assert_eq!(left, 0);
+        }
+        // Bytes after the end stay in the buffer (the connection is then not reused).
+        let (_, state, left) = decode_all(b"0\r\n\r\nHTTP/1.1", 64).unwrap();
+        assert_eq!((state, left), (Chunk::Done, 8));
+    }
+
+    #[test]
+    fn malformed_chunks_are_refused() {
+        for wire in [&b"zz\r\n"[..], b"3\r\nabcX\r\n", b"3\r\nabc\r\nq\r\n"] {
+            assert!(
+                decode_all(wire, 64).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+
+    fn head(wire: &str, head_request: bool) -> Result<Head, &'static str> {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut answer = httparse::Response::new(&mut fields);
+        assert!(answer.parse(wire.as_bytes()).unwrap().is_complete());
+        owned_head(&answer, head_request)
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let framing = |wire: &str, head_request| head(wire, head_request).map(|h| (h.framing, h.keep_alive));
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n", false),
+            Ok((Framing::Length(12), true))
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n", true),
+            Ok((Framing::Empty, true)),
+            "HEAD has no body"
+        );
+        assert_eq!(
+            framing("HTTP/1.1 204 No Content\r\n\r\n", false),
+            Ok((Framing::Empty, true))
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+                false
+            ),
+            Ok((Framing::Chunked(Chunk::Size), true))
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+                false
+            ),
+            Ok((Framing::Chunked(Chunk::Size), false)),
+            "a length beside a coding is ignored, the connection not reused"
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", false),
+            Ok((Framing::UntilClose, false))
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\n\r\n", false),
+            Ok((Framing::UntilClose, false))
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
+                false
+            ),
+            Ok((Framing::Length(1), false))
+        );
+        assert_eq!(
+            framing("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", false),
+            Ok((Framing::Length(1), false))
+        );
+        assert!(
+            framing(
+                "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+                false
+            )
+            .is_err()
+        );
+        assert!(framing("HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", false).is_err());
+    }
+
+    #[test]
+    fn hop_by_hop_and_listed_fields_stay_behind() {
+        let head = head(
+            "HTTP/1.1 200 OK\r\nConnection: x-private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\ncontent-length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        let names: Vec<&str> = head.fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(head.fields[0].1, "yes");
+        assert_eq!(names, ["x-kept"]);
+    }
+}
