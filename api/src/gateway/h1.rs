@@ -13,7 +13,8 @@
 //! the upstream has meanwhile closed fails before any answer byte; the call is then sent once more on
 //! a new connection (both methods are idempotent).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
@@ -59,7 +60,10 @@ pub struct Pool {
     /// The upstream URL's path prefix (no trailing slash).
     prefix: String,
     connect_timeout: Duration,
-    idle: RefCell<Vec<(Conn, Instant)>>,
+    /// Idle connections, the most recently used last.
+    idle: RefCell<VecDeque<(Conn, Instant)>>,
+    /// Whether the task that closes stale idle connections runs.
+    sweeping: Cell<bool>,
 }
 
 #[derive(Debug)]
@@ -81,26 +85,57 @@ impl Pool {
             port: authority.port_u16().unwrap_or(80),
             prefix: prefix.to_owned(),
             connect_timeout,
-            idle: RefCell::new(Vec::new()),
+            idle: RefCell::new(VecDeque::new()),
+            sweeping: Cell::new(false),
         }
     }
 
-    /// A pooled connection, if a fresh enough one is idle.
+    /// The most recently used idle connection, if it is fresh enough.
     fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
-        while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() < IDLE_TIMEOUT {
-                return Some(conn);
-            }
+        let (conn, since) = idle.pop_back()?;
+        if since.elapsed() < IDLE_TIMEOUT {
+            return Some(conn);
         }
+        // The freshest is stale: so are all the others.
+        idle.clear();
         None
     }
 
+    /// Keeps a connection for the next call; past [`MAX_IDLE`], the longest idle one is closed.
     fn checkin(&self, conn: Conn) {
         let mut idle = self.idle.borrow_mut();
-        if idle.len() < MAX_IDLE {
-            idle.push((conn, Instant::now()));
+        if idle.len() >= MAX_IDLE {
+            idle.pop_front();
         }
+        idle.push_back((conn, Instant::now()));
+    }
+
+    /// Closes the connections idle for longer than [`IDLE_TIMEOUT`]: the upstream may have closed them
+    /// already, and they would wait half-closed until the next call.
+    fn sweep(&self) {
+        let mut idle = self.idle.borrow_mut();
+        while idle
+            .front()
+            .is_some_and(|(_, since)| since.elapsed() >= IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
+    }
+
+    /// Starts, once per pool, a task on this worker that sweeps the idle connections until the pool goes.
+    fn keep_swept(pool: &Rc<Self>) {
+        if pool.sweeping.replace(true) {
+            return;
+        }
+        let pool = Rc::downgrade(pool);
+        actix_web::rt::spawn(async move {
+            loop {
+                tokio::time::sleep(IDLE_TIMEOUT / 3).await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.sweep();
+            }
+        });
     }
 
     async fn connect(&self) -> Result<Conn, ApiError> {
@@ -326,6 +361,7 @@ pub async fn forward(
     req: &HttpRequest,
     target: &str,
 ) -> Result<HttpResponse, ApiError> {
+    Pool::keep_swept(&pool);
     let head_request = req.method() == actix_web::http::Method::HEAD;
     let request = request_head(&pool, ctx, req, target);
     let deadline = Instant::now() + timeout;
@@ -710,6 +746,32 @@ mod tests {
             .is_err()
         );
         assert!(framing("HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", false).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_are_bounded_and_swept() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: http::uri::Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let pool = Pool::new(&authority, "", Duration::from_secs(1));
+        let idle = |pool: &Pool| pool.idle.borrow().len();
+        for _ in 0..MAX_IDLE + 2 {
+            let conn = pool.connect().await.unwrap();
+            pool.checkin(conn);
+        }
+        assert_eq!(idle(&pool), MAX_IDLE, "the longest idle ones are closed");
+
+        tokio::time::advance(IDLE_TIMEOUT / 2).await;
+        let recent = pool.connect().await.unwrap();
+        pool.checkin(recent);
+        tokio::time::advance(IDLE_TIMEOUT / 2 + Duration::from_secs(1)).await;
+        pool.sweep();
+        assert_eq!(idle(&pool), 1, "only the connection used since is kept");
+
+        let conn = pool.checkout().expect("a fresh idle connection is reused");
+        pool.checkin(conn);
+        tokio::time::advance(IDLE_TIMEOUT).await;
+        assert!(pool.checkout().is_none(), "a stale one is not");
+        assert_eq!(idle(&pool), 0);
     }
 
     #[test]
