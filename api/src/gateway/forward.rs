@@ -76,12 +76,17 @@ pub(super) fn passes_back(name: &str, listed: &[String]) -> bool {
 
 /// The caller's status for an upstream's: its own, except that a failure (5xx) is 502.
 pub(super) fn answer_status(code: u16) -> Result<actix_web::http::StatusCode, ApiError> {
-    let status = actix_web::http::StatusCode::from_u16(code).map_err(|_| {
-        ApiError::new(
-            ErrorCode::UpstreamUnavailable,
-            "the upstream answered an invalid status",
-        )
-    })?;
+    // An informational status here is a 101 (a switch of protocols nobody asked for).
+    let status = actix_web::http::StatusCode::from_u16(code)
+        .ok()
+        .filter(|s| !s.is_informational())
+        .ok_or_else(|| {
+            tracing::warn!(status = code, "upstream answered an unusable status");
+            ApiError::new(
+                ErrorCode::UpstreamUnavailable,
+                "the upstream answered an invalid status",
+            )
+        })?;
     if status.is_server_error() {
         // The upstream failed: 502 as a problem, like every error here, and its body (which may carry
         // its internals) is not passed on.
@@ -92,6 +97,45 @@ pub(super) fn answer_status(code: u16) -> Result<actix_web::http::StatusCode, Ap
         ));
     }
     Ok(status)
+}
+
+/// True when a path has a `.` or `..` segment, percent-encoded or not. Forwarded as is, it could reach
+/// outside the upstream URL's prefix once the upstream normalises it (RFC 3986 §5.2.4).
+pub fn has_dot_segment(path: &str) -> bool {
+    if !path.contains(['.', '%']) {
+        return false;
+    }
+    path.split('/').any(|segment| {
+        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        segment == "." || segment == ".."
+    })
+}
+
+/// The refusal of a path with dot segments.
+pub fn dot_segment_refused() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        "the request path has a '.' or '..' segment and is not forwarded",
+    )
+}
+
+/// The caller's answer to a call whose upstream answer has no body: a HEAD keeps the length of the body
+/// a GET would have had (or, without one, says it would be chunked); 204 and 304 go without a length,
+/// which actix could only send with a body.
+pub(super) fn bodiless(
+    mut response: actix_web::HttpResponseBuilder,
+    status: actix_web::http::StatusCode,
+    head_request: bool,
+    length: Option<u64>,
+) -> HttpResponse {
+    let empty = futures_util::stream::empty::<Result<web::Bytes, actix_web::Error>>;
+    if !head_request || matches!(status.as_u16(), 204 | 304) {
+        return response.finish();
+    }
+    match length {
+        Some(length) => response.body(SizedStream::new(length, empty())),
+        None => response.streaming(empty()),
+    }
 }
 
 /// Where the upstream is: scheme and authority, and a path prefix (without its trailing slash).
@@ -380,6 +424,9 @@ pub async fn forward(
         return Err(ApiError::internal("forwarding without an upstream"));
     };
     let tail = req.path().strip_prefix("/v1/gst").unwrap_or("");
+    if has_dot_segment(tail) {
+        return Err(dot_segment_refused());
+    }
     let query = req.query_string();
     let mut target = String::with_capacity(tail.len() + query.len() + 2);
     target.push_str(if tail.is_empty() { "/" } else { tail });
@@ -466,11 +513,13 @@ pub async fn forward(
             response.append_header((name, value.as_bytes()));
         }
     }
+    let head_request = req.method() == actix_web::http::Method::HEAD;
+    if head_request || matches!(status.as_u16(), 204 | 304) {
+        return Ok(bodiless(response, status, head_request, length));
+    }
     // A small answer of declared length is read whole before its head goes out, as nginx buffers
     // answers: one write towards the client, and an upstream that stalls mid-body gets a clean 504.
-    // HEAD, 204 and 304 answers keep the upstream's Content-Length without a body: not buffered.
-    let bodiless = req.method() == actix_web::http::Method::HEAD || matches!(status.as_u16(), 204 | 304);
-    if let Some(length) = length.filter(|n| *n <= BUFFERED_ANSWER_BYTES && !bodiless) {
+    if let Some(length) = length.filter(|n| *n <= BUFFERED_ANSWER_BYTES) {
         let body = tokio::select! {
             body = http_body_util::Limited::new(answer.into_body(), length as usize).collect() => body
                 .map_err(|e| {
@@ -535,7 +584,33 @@ impl Stream for Deadlined {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_upstream_url, tls_config};
+    use super::{check_upstream_url, has_dot_segment, tls_config};
+
+    #[test]
+    fn dot_segments_are_found_however_they_are_written() {
+        for dotted in [
+            "/a/../b",
+            "/..",
+            "/a/./b",
+            "/a/%2e%2E/b",
+            "/a/.%2e",
+            "/%2E/x",
+            "/a/b/..",
+        ] {
+            assert!(has_dot_segment(dotted), "{dotted}");
+        }
+        for plain in [
+            "/taxpayer",
+            "/returns/gstr1",
+            "/a/..b/c",
+            "/a/.hidden",
+            "/v1.1/x",
+            "/a%2eb",
+            "",
+        ] {
+            assert!(!has_dot_segment(plain), "{plain}");
+        }
+    }
     use crate::Settings;
 
     #[test]

@@ -32,7 +32,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::GstContext;
 use super::forward::{
-    BUFFERED_ANSWER_BYTES, answer_status, connection_options, forwardable, passes_back, timed_out,
+    BUFFERED_ANSWER_BYTES, answer_status, bodiless, connection_options, forwardable, passes_back, timed_out,
     unavailable,
 };
 use crate::error::ApiError;
@@ -46,6 +46,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Header fields parsed in an answer head.
 const MAX_HEADERS: usize = 100;
+/// The longest chunk-size line (with extensions) and the most trailer bytes read.
+const MAX_CHUNK_LINE_BYTES: usize = 4 * 1024;
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+/// Reads a streamed body makes in one poll without data to pass on, before it lets the worker run
+/// other tasks (and its timers) and comes back.
+const READS_PER_POLL: usize = 16;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -93,12 +99,16 @@ impl Pool {
     /// The most recently used idle connection, if it is fresh enough.
     fn checkout(&self) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
-        let (conn, since) = idle.pop_back()?;
-        if since.elapsed() < IDLE_TIMEOUT {
-            return Some(conn);
+        while let Some((conn, since)) = idle.pop_back() {
+            if since.elapsed() >= IDLE_TIMEOUT {
+                // The freshest is stale: so are all the others.
+                idle.clear();
+                return None;
+            }
+            if quiet(&conn) {
+                return Some(conn);
+            }
         }
-        // The freshest is stale: so are all the others.
-        idle.clear();
         None
     }
 
@@ -157,6 +167,21 @@ impl Pool {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
         })
+    }
+}
+
+/// True when nothing has arrived on an idle connection: no bytes (an answer to no request, which would
+/// be taken for the next call's) and no end. Asks the reactor first, so a connection it has seen no
+/// event on costs no system call; one it has (perhaps only the end of the last answer) is read once.
+fn quiet(conn: &Conn) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match conn.stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => matches!(
+            conn.stream.try_read(&mut [0u8; 1]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        ),
     }
 }
 
@@ -291,6 +316,24 @@ async fn read_head(conn: &mut Conn, head_request: bool) -> Result<Head, HeadErro
     }
 }
 
+/// A `Content-Length` value (RFC 9110 §8.6): digits only, or a list of one repeated value; at most
+/// `i64::MAX`.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let mut length = None;
+    for item in value.split(|b| *b == b',') {
+        let digits = item.trim_ascii();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        if n > i64::MAX as u64 || length.is_some_and(|seen| seen != n) {
+            return None;
+        }
+        length = Some(n);
+    }
+    length
+}
+
 fn owned_head(answer: &httparse::Response<'_, '_>, head_request: bool) -> Result<Head, &'static str> {
     let code = answer.code.ok_or("no status")?;
     let status = StatusCode::from_u16(code).map_err(|_| "invalid status")?;
@@ -309,10 +352,7 @@ fn owned_head(answer: &httparse::Response<'_, '_>, head_request: bool) -> Result
         // Parsed once, into the types the answer is built from (well-known names need no allocation).
         let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| "invalid field name")?;
         if name == header::CONTENT_LENGTH {
-            let value = std::str::from_utf8(field.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or("invalid content-length")?;
+            let value = content_length(field.value).ok_or("invalid content-length")?;
             if length.is_some_and(|seen| seen != value) {
                 return Err("conflicting content-length");
             }
@@ -404,14 +444,7 @@ pub async fn forward(
             if head.keep_alive && conn.buf.is_empty() {
                 pool.checkin(conn);
             }
-            // A HEAD (or 204, 304) answer's length is that of the body a GET would have had: it passes on.
-            Ok(match head.length {
-                Some(length) => response.body(SizedStream::new(
-                    length,
-                    futures_util::stream::empty::<Result<Bytes, actix_web::Error>>(),
-                )),
-                None => response.finish(),
-            })
+            Ok(bodiless(response, status, head_request, head.length))
         }
         Framing::Length(length) if length <= BUFFERED_ANSWER_BYTES => {
             let length = usize::try_from(length).unwrap_or(usize::MAX);
@@ -462,8 +495,8 @@ enum Chunk {
     Data(u64),
     /// Expecting the CRLF after a chunk's data.
     DataEnd,
-    /// Reading (and dropping) trailer fields, up to the empty line.
-    Trailers,
+    /// Reading (and dropping) trailer fields, up to the empty line: this many bytes so far.
+    Trailers(usize),
     /// The last chunk and its trailers are read.
     Done,
 }
@@ -483,10 +516,13 @@ fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Decoded, &'st
                 Ok(httparse::Status::Complete((used, size))) => {
                     let _ = buf.split_to(used);
                     *state = if size == 0 {
-                        Chunk::Trailers
+                        Chunk::Trailers(0)
                     } else {
                         Chunk::Data(size)
                     };
+                }
+                Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_LINE_BYTES => {
+                    return Err("chunk-size line too long");
                 }
                 Ok(httparse::Status::Partial) => return Ok(Decoded::NeedMore),
                 Err(_) => return Err("malformed chunk size"),
@@ -514,17 +550,21 @@ fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Decoded, &'st
                 let _ = buf.split_to(2);
                 *state = Chunk::Size;
             }
-            Chunk::Trailers => {
+            Chunk::Trailers(read) => {
                 let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
-                    if buf.len() > MAX_HEAD_BYTES {
+                    if read + buf.len() > MAX_TRAILER_BYTES {
                         return Err("trailers too large");
                     }
                     return Ok(Decoded::NeedMore);
                 };
                 let _ = buf.split_to(end + 2);
-                if end == 0 {
-                    *state = Chunk::Done;
-                }
+                *state = if end == 0 {
+                    Chunk::Done
+                } else if read + end + 2 > MAX_TRAILER_BYTES {
+                    return Err("trailers too large");
+                } else {
+                    Chunk::Trailers(read + end + 2)
+                };
             }
             Chunk::Done => return Ok(Decoded::Finished),
         }
@@ -591,7 +631,7 @@ impl Stream for AnswerBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        loop {
+        for _ in 0..READS_PER_POLL {
             match this.take() {
                 Ok(Decoded::Data(data)) => {
                     if this.framing == Framing::Length(0) {
@@ -636,6 +676,9 @@ impl Stream for AnswerBody {
                 }
             }
         }
+        // An upstream that keeps sending without completing anything must not hold the worker.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -668,6 +711,21 @@ mod tests {
         // Bytes after the end stay in the buffer (the connection is then not reused).
         let (_, state, left) = decode_all(b"0\r\n\r\nHTTP/1.1", 64).unwrap();
         assert_eq!((state, left), (Chunk::Done, 8));
+    }
+
+    #[test]
+    fn endless_chunk_lines_and_trailers_are_refused() {
+        let mut line = b"1;".to_vec();
+        line.resize(MAX_CHUNK_LINE_BYTES + 8, b'a');
+        assert_eq!(decode_all(&line, 1024).unwrap_err(), "chunk-size line too long");
+        let mut spaces = b"1".to_vec();
+        spaces.resize(MAX_CHUNK_LINE_BYTES + 8, b' ');
+        assert!(decode_all(&spaces, 1024).is_err());
+        let mut trailers = b"0\r\n".to_vec();
+        while trailers.len() < MAX_TRAILER_BYTES + 64 {
+            trailers.extend_from_slice(b"x-t: 1\r\n");
+        }
+        assert_eq!(decode_all(&trailers, 100).unwrap_err(), "trailers too large");
     }
 
     #[test]
@@ -746,6 +804,18 @@ mod tests {
             .is_err()
         );
         assert!(framing("HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", false).is_err());
+        for bad in ["+2", "18446744073709551615", "2, 3", "", "0x10", "2,"] {
+            let wire = format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n");
+            assert!(framing(&wire, false).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\ncontent-length: 2, 2\r\ncontent-length: 2\r\n\r\n",
+                false
+            ),
+            Ok((Framing::Length(2), true)),
+            "one value repeated is that value"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -249,6 +249,9 @@ async fn forward(
     token: &DialectToken,
     payload: Option<Value>,
 ) -> Result<Value, GstnError> {
+    if crate::gateway::forward::has_dot_segment(resource) {
+        return Err(crate::gateway::forward::dot_segment_refused().into());
+    }
     let mut target = format!("/taxpayerapi/{version}/{resource}");
     if !req.query_string().is_empty() {
         target.push('?');

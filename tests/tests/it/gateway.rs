@@ -24,6 +24,7 @@ on_both_backends!(
     forwarding_streams_bodies_up_to_the_limit_and_keeps_lengths,
     forwarding_speaks_tls_to_an_https_upstream,
     forwarding_keeps_upstream_connections_alive_across_framings,
+    forwarding_withstands_an_upstream_that_misbehaves,
     no_call_started_after_switch_off_is_admitted,
     a_revocation_through_one_instance_reaches_another,
     usage_is_recorded_to_the_minute_without_a_write_per_call,
@@ -310,7 +311,9 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
 /// A scripted HTTP/1.1 upstream on a raw socket (no HTTP library), counting the connections it accepts.
 /// `/chunked` answers in three chunks with a trailer, `/big` 200,000 bytes of declared length,
 /// `/until-close` without a length (the body ends when it closes), `/hang-up` answers and then closes
-/// the connection without saying so; anything else answers `{"n":<connections so far>}`.
+/// the connection without saying so. Misbehaviours: `/late-extra` answers, then sends a second answer
+/// nobody asked for; `/endless-chunk-line` starts a chunk-size line that never ends; `/not-modified`
+/// is a 304 with a length; `/switch` a 101. Anything else answers `{"n":<connections so far>}`.
 async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -339,6 +342,24 @@ async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
                     };
                     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
                     buf.drain(..head_end);
+                    // A request body is read and dropped.
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < length {
+                        let mut chunk = [0u8; 4096];
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => buf.extend_from_slice(&chunk[..read]),
+                        }
+                    }
+                    buf.drain(..length);
                     let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                     let answer: Vec<u8> = match path.as_str() {
                         "/chunked" => b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n\
@@ -355,6 +376,20 @@ async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
                                 .await;
                             return;
                         }
+                        "/late-extra" => {
+                            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            b"HTTP/1.1 200 OK\r\nx-injected: yes\r\ncontent-length: 6\r\n\r\nPOISON".to_vec()
+                        }
+                        "/endless-chunk-line" => {
+                            let _ = socket
+                                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1;")
+                                .await;
+                            while socket.write_all(&[b'a'; 16 * 1024]).await.is_ok() {}
+                            return;
+                        }
+                        "/not-modified" => b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\ncontent-length: 777\r\n\r\n".to_vec(),
+                        "/switch" => b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n".to_vec(),
                         "/hang-up" => {
                             let _ = socket
                                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
@@ -378,6 +413,106 @@ async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
         }
     });
     (address, accepted)
+}
+
+/// What an upstream sends out of turn never reaches a caller: an answer nobody asked for (the connection
+/// is dropped, the next call gets its own answer), an endless chunk-size line (the caller's answer breaks
+/// at once, long before the timeout, and other calls go on), a 101. A 304 with a length reaches the
+/// caller as a 304, by either forwarding path, and the caller's connection stays usable. A path with
+/// dot segments is not forwarded.
+async fn forwarding_withstands_an_upstream_that_misbehaves(backend: Backend) {
+    let (upstream, accepted) = spawn_raw_upstream().await;
+    let (app, _t, _g, session) = live_session_with(backend, |s| {
+        s.upstream_url = Some(upstream);
+        s.workers = Some(1);
+        s.upstream_timeout_ms = 20_000;
+    })
+    .await;
+    let call = |method: reqwest::Method, path: &'static str| {
+        let app = &app;
+        let token = session.access_token.clone();
+        async move {
+            let mut req = app
+                .client
+                .request(method.clone(), format!("{}/v1/gst{path}", app.address))
+                .bearer_auth(token);
+            if method == reqwest::Method::PUT {
+                req = req.body("{}");
+            }
+            req.send().await.unwrap()
+        }
+    };
+    let get = |path| call(reqwest::Method::GET, path);
+
+    assert_eq!(get("/late-extra").await.bytes().await.unwrap(), &b"ok"[..]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = get("/taxpayer").await;
+    assert!(resp.headers().get("x-injected").is_none());
+    assert_eq!(
+        resp.bytes().await.unwrap(),
+        &b"{\"n\":2}"[..],
+        "its own answer, on a new connection"
+    );
+
+    let started = std::time::Instant::now();
+    let flooded = app
+        .client
+        .get(format!("{}/v1/gst/endless-chunk-line", app.address))
+        .bearer_auth(&session.access_token)
+        .send()
+        .await;
+    // Broken before its head went out, or in its body.
+    match flooded {
+        Ok(resp) => assert!(resp.bytes().await.is_err(), "the answer breaks"),
+        Err(error) => assert!(!error.is_timeout(), "{error}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "at the line's limit, not the 20 s timeout"
+    );
+    assert_eq!(get("/taxpayer").await.status().as_u16(), 200);
+
+    get("/switch")
+        .await
+        .json::<Value>()
+        .await
+        .map(|p| assert_eq!(p["code"], "upstream_unavailable"))
+        .unwrap();
+
+    for method in [reqwest::Method::GET, reqwest::Method::PUT] {
+        let resp = call(method.clone(), "/not-modified").await;
+        assert_eq!(resp.status().as_u16(), 304, "{method}");
+        assert_eq!(resp.headers()["etag"], "\"v1\"");
+        assert!(resp.bytes().await.unwrap().is_empty());
+        assert_eq!(
+            get("/taxpayer").await.status().as_u16(),
+            200,
+            "the caller's connection is still in step after a {method} 304"
+        );
+    }
+
+    let before = accepted.load(Ordering::SeqCst);
+    let mut raw = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /v1/gst/returns/../../admin HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+        session.access_token
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut raw, request.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut raw, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"code\":\"invalid_request\""), "{answer}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        before,
+        "nothing reached the upstream"
+    );
 }
 
 /// Bodiless calls reuse one upstream connection across answers of every framing read to their end;
