@@ -4,7 +4,8 @@
 #   bench/run.sh                 # 3 rounds, 10 s per measurement, 32 connections, 2 wrk threads
 #   ROUNDS=5 DURATION=30s bench/run.sh
 #
-# Reports requests/s, p50/p99 and the server's CPU time per request (from /proc, nginx's workers included) for:
+# Reports requests/s, p50/p99 and the server's CPU time per request, user and system (from /proc, nginx's
+# workers included) for:
 #   1. GET /health/live                       (the framework's floor: no auth, no state)
 #   2. GET /v1/gst/taxpayer, authorized       (token check, session/window check, rate limit, sandbox)
 #   3. GET /v1/gst/taxpayer forwarded         (all of 2, then proxied to an nginx-served upstream)
@@ -127,28 +128,31 @@ DIALECT_URL="$GW/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&gstin=24AAUPV7468F
 DIALECT_HEADERS=(-H "clientid: $CID2" -H "client-secret: $SEC2" -H 'state-cd: 24' -H "auth-token: $AUTH_TOKEN" -H 'username: bench.user' -H 'gstin: 24AAUPV7468F1ZW')
 curl -sf "$DIALECT_URL" "${DIALECT_HEADERS[@]}" | grep -q '"rek"'
 
-# Server CPU time (user + system, clock ticks) of a process and its children (nginx's workers).
+# Server CPU time (user and system clock ticks) of a process and its children (nginx's workers).
 cpu_ticks() { # pid
-  local t=0 p f
-  for p in "$1" $(pgrep -P "$1"); do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done
-  echo "$t"
+  local u=0 s=0 p f
+  for p in "$1" $(pgrep -P "$1"); do read -r -a f < "/proc/$p/stat"; u=$((u + f[13])); s=$((s + f[14])); done
+  echo "$u $s"
 }
 measure() { # label server-pid url [header]
-  local label=$1 pid=$2 url=$3 out before after; shift 3
+  local label=$1 pid=$2 url=$3 out; shift 3
   if [ ! -e "$WORK/$label.rps" ]; then
     wrk -t"$THREADS" -c"$CONNECTIONS" -d5s --latency "$@" "$url" >/dev/null 2>&1 || true   # warm-up
   fi
-  before=$(cpu_ticks "$pid")
+  local u0 s0 u1 s1
+  read -r u0 s0 < <(cpu_ticks "$pid")
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url")
-  after=$(cpu_ticks "$pid")
-  local rps p50 p99 non2xx total cpu
+  read -r u1 s1 < <(cpu_ticks "$pid")
+  local rps p50 p99 non2xx total cpu split
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1=="50%" {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
   total=$(echo "$out" | awk '/requests in/ {print $1}')
-  cpu=$(python3 -c "print(f'{($after - $before) * 1e6 / $(getconf CLK_TCK) / $total:.1f}')")
-  printf '  %-12s %12s req/s   p50 %-9s p99 %-9s server CPU %5s us/req %s\n' "$label" "$rps" "$p50" "$p99" "$cpu" "${non2xx:+non-2xx: $non2xx}"
+  local per_request="1e6 / $(getconf CLK_TCK) / $total"
+  cpu=$(python3 -c "print(f'{($u1 - $u0 + $s1 - $s0) * $per_request:.1f}')")
+  split=$(python3 -c "print(f'user {($u1 - $u0) * $per_request:.1f}, system {($s1 - $s0) * $per_request:.1f}')")
+  printf '  %-12s %12s req/s   p50 %-9s p99 %-9s server CPU %5s us/req (%s) %s\n' "$label" "$rps" "$p50" "$p99" "$cpu" "$split" "${non2xx:+non-2xx: $non2xx}"
   echo "$rps" >> "$WORK/$label.rps"
   echo "$cpu" >> "$WORK/$label.cpu"
 }
