@@ -246,7 +246,7 @@ pub async fn execute(command: Command, settings: Settings) -> Result<ExitCode, S
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
-                "new signing key {kid} is active; the previous one stays published for {} minutes",
+                "new signing key {kid} is active; any previous key stays published for {} minutes",
                 keep.num_minutes()
             );
             Ok(ExitCode::SUCCESS)
