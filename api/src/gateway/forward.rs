@@ -434,10 +434,19 @@ pub async fn forward(
         target.push('?');
         target.push_str(query);
     }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > upstream.max_body) {
+        return Err(too_large(upstream.max_body));
+    }
     if let Some(pool) = &upstream.h1
         && super::h1::suits(req)
     {
-        return super::h1::forward(pool.clone(), upstream.timeout, ctx, req, &target).await;
+        let body = crate::json::read_body(payload, upstream.max_body).await?;
+        return super::h1::forward(pool.clone(), upstream.timeout, ctx, req, &target, &body).await;
     }
     let uri = base.uri(&target).ok_or_else(|| {
         ApiError::new(
@@ -447,15 +456,6 @@ pub async fn forward(
     })?;
     let method = http::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
-
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > upstream.max_body) {
-        return Err(too_large(upstream.max_body));
-    }
     let overflowed = Arc::new(AtomicBool::new(false));
     let body = request_body(req, payload, upstream.max_body, overflowed.clone());
     let mut outgoing = http::Request::new(body);

@@ -1,17 +1,19 @@
-//! The forwarding hot path: a bodiless `GET` or `HEAD` to a plain `http://` upstream, written and read
-//! on the calling task over this worker's keep-alive connections.
+//! The forwarding hot path: a call to a plain `http://` upstream with no body or a small one of
+//! declared length, written and read on the calling task over this worker's keep-alive connections.
 //!
-//! hyper's pooled client (which keeps every other forward: bodies, TLS) drives each connection from a
-//! task of its own, so a call crosses two task hand-offs and a copy of its headers into another map
-//! type; under callgrind that was about a quarter of a forwarded call's instructions. Here the head is
-//! written in one `write`, the answer's head parsed by httparse from the connection's buffer, and a
-//! small answer of declared length read whole before it is passed on.
+//! hyper's pooled client (which keeps every other forward: large or chunked bodies, TLS) drives each
+//! connection from a task of its own, so a call crosses two task hand-offs and a copy of its headers
+//! into another map type; under callgrind that was about a quarter of a forwarded call's instructions.
+//! Here the request (head and body) is written in one `write`, the answer's head parsed by httparse
+//! from the connection's buffer, and a small answer of declared length read whole before it is passed
+//! on.
 //!
 //! The answer's framing follows RFC 9112 §6.3: no body for `HEAD`, 1xx, 204 and 304; `chunked`
 //! decoded; `Content-Length`; otherwise until the upstream closes. A connection goes back to the pool
-//! only when its answer was read exactly to its end and the upstream keeps it open. A pooled connection
-//! the upstream has meanwhile closed fails before any answer byte; the call is then sent once more on
-//! a new connection (both methods are idempotent).
+//! only when its answer was read exactly to its end and the upstream keeps it open, and is taken again
+//! only if nothing arrived on it meanwhile. A pooled connection the upstream has closed at the moment
+//! it is used fails before any answer byte; an idempotent call is then sent once more on a new
+//! connection, any other answers 502.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -185,21 +187,51 @@ fn quiet(conn: &Conn) -> bool {
     }
 }
 
-/// True when `req` takes this path: `GET` or `HEAD` with no body.
+/// The largest request body this path carries (read whole, then sent with the head in one write, as
+/// nginx buffers small bodies); larger or chunked ones stream through hyper's client.
+pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
+
+/// True when `req` takes this path: a standard method, and no body or one of declared length up to
+/// [`MAX_REQUEST_BODY_BYTES`].
 pub fn suits(req: &HttpRequest) -> bool {
     use actix_web::http::Method;
-    (req.method() == Method::GET || req.method() == Method::HEAD)
+    let standard = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
+    standard.contains(req.method())
         && !req.headers().contains_key(header::TRANSFER_ENCODING)
-        && req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .is_none_or(|v| v.as_bytes() == b"0")
+        && req.headers().get(header::CONTENT_LENGTH).is_none_or(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|n| n <= MAX_REQUEST_BODY_BYTES)
+        })
 }
 
-/// The request head: request line under the prefix, `Host`, the caller's end-to-end fields, and the
-/// session's facts.
-fn request_head(pool: &Pool, ctx: &GstContext, req: &HttpRequest, target: &str) -> Vec<u8> {
-    let mut head = Vec::with_capacity(512);
+/// Methods that may be sent again when a pooled connection turns out closed (RFC 9110 §9.2.2).
+fn idempotent(method: &actix_web::http::Method) -> bool {
+    use actix_web::http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+    ]
+    .contains(method)
+}
+
+/// The request: line under the prefix, `Host`, the caller's end-to-end fields, the session's facts, the
+/// body's length when there is one (or the method expects one), and the body.
+fn request_bytes(pool: &Pool, ctx: &GstContext, req: &HttpRequest, target: &str, body: &[u8]) -> Vec<u8> {
+    use actix_web::http::Method;
+    let mut head = Vec::with_capacity(512 + body.len());
     head.extend_from_slice(req.method().as_str().as_bytes());
     head.push(b' ');
     head.extend_from_slice(pool.prefix.as_bytes());
@@ -235,7 +267,12 @@ fn request_head(pool: &Pool, ctx: &GstContext, req: &HttpRequest, target: &str) 
             field(name.as_bytes(), value.as_bytes());
         }
     }
+    if !body.is_empty() || [Method::POST, Method::PUT, Method::PATCH].contains(req.method()) {
+        let mut length = itoa::Buffer::new();
+        field(b"content-length", length.format(body.len()).as_bytes());
+    }
     head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(body);
     head
 }
 
@@ -393,17 +430,20 @@ fn owned_head(answer: &httparse::Response<'_, '_>, head_request: bool) -> Result
     })
 }
 
-/// Forwards a call that [`suits`] this path; `target` is the path and query under the upstream's prefix.
+/// Forwards a call that [`suits`] this path, with its `body` read whole; `target` is the path and query
+/// under the upstream's prefix.
 pub async fn forward(
     pool: Rc<Pool>,
     timeout: Duration,
     ctx: &GstContext,
     req: &HttpRequest,
     target: &str,
+    body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
     Pool::keep_swept(&pool);
     let head_request = req.method() == actix_web::http::Method::HEAD;
-    let request = request_head(&pool, ctx, req, target);
+    let resend = idempotent(req.method());
+    let request = request_bytes(&pool, ctx, req, target, body);
     let deadline = Instant::now() + timeout;
     let exchange = async {
         let mut pooled = pool.checkout();
@@ -420,8 +460,9 @@ pub async fn forward(
             };
             match head {
                 Ok(head) => return Ok::<_, ApiError>((conn, head)),
-                // A pooled connection the upstream closed while it was idle: once more, on a new one.
-                Err(HeadError::ClosedBeforeAnswer) if reused => {}
+                // A pooled connection the upstream closed while it was idle: once more, on a new one,
+                // when the method allows it (the upstream may, rarely, have seen the first).
+                Err(HeadError::ClosedBeforeAnswer) if reused && resend => {}
                 Err(HeadError::ClosedBeforeAnswer) => {
                     tracing::warn!("upstream closed the connection without answering");
                     return Err(unavailable());

@@ -238,20 +238,22 @@ async fn the_sandbox_serves_taxpayer_and_returns(backend: Backend) {
 }
 
 /// Forwarding carries the session's facts and the caller's end-to-end fields, and not `Authorization`,
-/// the caller's own session facts or hop-by-hop fields: for a call with a body (hyper's client) and a
-/// bodiless GET (the lean path).
+/// the caller's own session facts or hop-by-hop fields: for a GET and a PUT with a small body (the lean
+/// path), and a PUT with a body past 64 KiB (hyper's client).
 async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Backend) {
     let upstream = spawn_upstream().await;
     let (app, taxpayer, gsp, session) = live_session_with(backend, |s| s.upstream_url = Some(upstream)).await;
     let url = format!("{}/v1/gst/returns/gstr1?ret_period=112025", app.address);
-    for with_body in [true, false] {
-        let request = if with_body {
-            app.client
+    let large = format!("{{\"b2b\":\"{}\"}}", "x".repeat(70_000));
+    for sent in [None, Some("{\"b2b\":[]}"), Some(large.as_str())] {
+        let with_body = sent.is_some();
+        let request = match sent {
+            Some(body) => app
+                .client
                 .put(&url)
                 .header("content-type", "application/json")
-                .body("{\"b2b\":[]}")
-        } else {
-            app.client.get(&url)
+                .body(body.to_owned()),
+            None => app.client.get(&url),
         };
         let resp = request
             .bearer_auth(&session.access_token)
@@ -271,7 +273,7 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
         assert_eq!(body["method"], if with_body { "PUT" } else { "GET" });
         assert_eq!(body["path"], "/returns/gstr1");
         assert_eq!(body["query"], "ret_period=112025");
-        assert_eq!(body["body"], if with_body { "{\"b2b\":[]}" } else { "" });
+        assert_eq!(body["body"], sent.unwrap_or(""));
         let headers = &body["headers"];
         assert_eq!(
             headers["x-taxpayer-gstin"],
@@ -291,9 +293,10 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
             headers["host"].as_str().unwrap().starts_with("127.0.0.1:"),
             "{headers}"
         );
-        if with_body {
+        if let Some(sent) = sent {
             assert_eq!(
-                headers["content-length"], "10",
+                headers["content-length"],
+                sent.len().to_string().as_str(),
                 "a declared length is kept: {headers}"
             );
         } else {
@@ -313,7 +316,8 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
 /// `/until-close` without a length (the body ends when it closes), `/hang-up` answers and then closes
 /// the connection without saying so. Misbehaviours: `/late-extra` answers, then sends a second answer
 /// nobody asked for; `/endless-chunk-line` starts a chunk-size line that never ends; `/not-modified`
-/// is a 304 with a length; `/switch` a 101. Anything else answers `{"n":<connections so far>}`.
+/// is a 304 with a length; `/switch` a 101. `/body-length` answers `{"length":<request body bytes>}`,
+/// anything else `{"n":<connections so far>}`.
 async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -388,6 +392,10 @@ async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
                             while socket.write_all(&[b'a'; 16 * 1024]).await.is_ok() {}
                             return;
                         }
+                        "/body-length" => {
+                            let body = format!("{{\"length\":{length}}}");
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
+                        }
                         "/not-modified" => b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\ncontent-length: 777\r\n\r\n".to_vec(),
                         "/switch" => b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n".to_vec(),
                         "/hang-up" => {
@@ -437,7 +445,7 @@ async fn forwarding_withstands_an_upstream_that_misbehaves(backend: Backend) {
                 .request(method.clone(), format!("{}/v1/gst{path}", app.address))
                 .bearer_auth(token);
             if method == reqwest::Method::PUT {
-                req = req.body("{}");
+                req = req.body("x".repeat(70_000));
             }
             req.send().await.unwrap()
         }
@@ -479,6 +487,7 @@ async fn forwarding_withstands_an_upstream_that_misbehaves(backend: Backend) {
         .map(|p| assert_eq!(p["code"], "upstream_unavailable"))
         .unwrap();
 
+    // GET takes the lean path, a PUT of 70,000 bytes hyper's client.
     for method in [reqwest::Method::GET, reqwest::Method::PUT] {
         let resp = call(method.clone(), "/not-modified").await;
         assert_eq!(resp.status().as_u16(), 304, "{method}");
@@ -570,6 +579,21 @@ async fn forwarding_keeps_upstream_connections_alive_across_framings(backend: Ba
         &b"{\"n\":1}"[..],
         "still the first connection"
     );
+    // Small bodies of declared length travel the same way, on the same connection.
+    for (method, body, length) in [
+        (reqwest::Method::PUT, "{\"b2b\":[]}", 10),
+        (reqwest::Method::POST, "", 0),
+    ] {
+        let resp = app
+            .client
+            .request(method, format!("{}/v1/gst/body-length", app.address))
+            .bearer_auth(&session.access_token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.json::<Value>().await.unwrap()["length"], length);
+    }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 
     let (status, _, body) = get("/until-close").await;
