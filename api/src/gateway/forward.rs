@@ -100,13 +100,20 @@ pub(super) fn answer_status(code: u16) -> Result<actix_web::http::StatusCode, Ap
 }
 
 /// True when a path has a `.` or `..` segment, percent-encoded or not. Forwarded as is, it could reach
-/// outside the upstream URL's prefix once the upstream normalises it (RFC 3986 §5.2.4).
+/// outside the upstream URL's prefix once the upstream normalises it (RFC 3986 §5.2.4). Read the way
+/// lenient servers do: `%2f`, `\` and `%5c` also separate segments, and `;` parameters are ignored.
 pub fn has_dot_segment(path: &str) -> bool {
     if !path.contains(['.', '%']) {
         return false;
     }
+    let path = path
+        .to_ascii_lowercase()
+        .replace("%2e", ".")
+        .replace("%2f", "/")
+        .replace("%5c", "/")
+        .replace('\\', "/");
     path.split('/').any(|segment| {
-        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        let segment = segment.split(';').next().unwrap_or_default();
         segment == "." || segment == ".."
     })
 }
@@ -596,6 +603,12 @@ mod tests {
             "/a/.%2e",
             "/%2E/x",
             "/a/b/..",
+            "/raw/..%2fadmin",
+            "/%2e%2e%2fadmin",
+            "/raw/..\\admin",
+            "/raw/..%5Cadmin",
+            "/raw/..;/x",
+            "/%2e%2e;x/y",
         ] {
             assert!(has_dot_segment(dotted), "{dotted}");
         }
@@ -606,6 +619,7 @@ mod tests {
             "/a/.hidden",
             "/v1.1/x",
             "/a%2eb",
+            "/a;v=1.2/b",
             "",
         ] {
             assert!(!has_dot_segment(plain), "{plain}");

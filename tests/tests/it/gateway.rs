@@ -501,22 +501,28 @@ async fn forwarding_withstands_an_upstream_that_misbehaves(backend: Backend) {
     }
 
     let before = accepted.load(Ordering::SeqCst);
-    let mut raw = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    let request = format!(
-        "GET /v1/gst/returns/../../admin HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
-        session.access_token
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut raw, request.as_bytes())
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut raw, &mut answer)
-        .await
-        .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    assert!(answer.contains("\"code\":\"invalid_request\""), "{answer}");
+    for path in [
+        "/v1/gst/returns/../../admin",
+        "/v1/gst/returns/..%2f..%2fadmin",
+        "/v1/gst/a/..;/admin",
+    ] {
+        let mut raw = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+            session.access_token
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut raw, request.as_bytes())
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut raw, &mut answer)
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains("\"code\":\"invalid_request\""), "{answer}");
+    }
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         before,
@@ -524,7 +530,7 @@ async fn forwarding_withstands_an_upstream_that_misbehaves(backend: Backend) {
     );
 }
 
-/// Bodiless calls reuse one upstream connection across answers of every framing read to their end;
+/// Calls reuse one upstream connection across answers of every framing read to their end (and small bodies);
 /// an answer that ends with the connection is not followed by another on it, and a pooled connection
 /// the upstream closed while idle is replaced without the caller noticing.
 async fn forwarding_keeps_upstream_connections_alive_across_framings(backend: Backend) {
