@@ -169,16 +169,26 @@ impl Base {
 /// request id. The caller's own values of these fields never pass (see [`forwardable`]).
 pub fn set_session_facts(headers: &mut http::HeaderMap, gstin: &str, client_id: &str, session_id: &str) {
     let request_id = request_id::current();
-    for (name, value) in [
-        ("x-taxpayer-gstin", gstin),
-        ("x-gsp-client-id", client_id),
-        ("x-session-id", session_id),
-        ("x-request-id", request_id.as_str()),
-    ] {
+    for (name, value) in session_facts(gstin, client_id, session_id, &request_id) {
         if let Ok(value) = http::HeaderValue::from_str(value) {
             headers.insert(http::HeaderName::from_static(name), value);
         }
     }
+}
+
+/// The fields that tell the upstream whom a forwarded call acts for, with their values.
+pub(super) fn session_facts<'a>(
+    gstin: &'a str,
+    client_id: &'a str,
+    session_id: &'a str,
+    request_id: &'a str,
+) -> [(&'static str, &'a str); 4] {
+    [
+        ("x-taxpayer-gstin", gstin),
+        ("x-gsp-client-id", client_id),
+        ("x-session-id", session_id),
+        ("x-request-id", request_id),
+    ]
 }
 
 /// Checks an upstream URL: `http://` or `https://`, a host, an optional port and path prefix, no query.
@@ -450,7 +460,7 @@ pub async fn forward(
         return Err(too_large(upstream.max_body));
     }
     if let Some(pool) = &upstream.h1
-        && super::h1::suits(req)
+        && super::h1::suits(req, declared)
     {
         let body = crate::json::read_body(payload, upstream.max_body).await?;
         return super::h1::forward(pool.clone(), upstream.timeout, ctx, req, &target, &body).await;

@@ -34,8 +34,8 @@ use tokio::time::{Instant, Sleep};
 
 use super::GstContext;
 use super::forward::{
-    BUFFERED_ANSWER_BYTES, answer_status, bodiless, connection_options, forwardable, passes_back, timed_out,
-    unavailable,
+    BUFFERED_ANSWER_BYTES, answer_status, bodiless, connection_options, forwardable, passes_back,
+    session_facts, timed_out, unavailable,
 };
 use crate::error::ApiError;
 use crate::request_id;
@@ -191,9 +191,9 @@ fn quiet(conn: &Conn) -> bool {
 /// nginx buffers small bodies); larger or chunked ones stream through hyper's client.
 pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
 
-/// True when `req` takes this path: a standard method, and no body or one of declared length up to
-/// [`MAX_REQUEST_BODY_BYTES`].
-pub fn suits(req: &HttpRequest) -> bool {
+/// True when `req` takes this path: a standard method, and no body or one of declared length (its
+/// `Content-Length`, as parsed: `declared`) up to [`MAX_REQUEST_BODY_BYTES`].
+pub fn suits(req: &HttpRequest, declared: Option<usize>) -> bool {
     use actix_web::http::Method;
     let standard = [
         Method::GET,
@@ -206,12 +206,11 @@ pub fn suits(req: &HttpRequest) -> bool {
     ];
     standard.contains(req.method())
         && !req.headers().contains_key(header::TRANSFER_ENCODING)
-        && req.headers().get(header::CONTENT_LENGTH).is_none_or(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .is_some_and(|n| n <= MAX_REQUEST_BODY_BYTES)
-        })
+        && match declared {
+            Some(length) => length <= MAX_REQUEST_BODY_BYTES,
+            // A length that does not parse goes to hyper's client, which refuses it.
+            None => !req.headers().contains_key(header::CONTENT_LENGTH),
+        }
 }
 
 /// Methods that may be sent again when a pooled connection turns out closed (RFC 9110 §9.2.2).
@@ -256,12 +255,7 @@ fn request_bytes(pool: &Pool, ctx: &GstContext, req: &HttpRequest, target: &str,
         }
     }
     let request_id = request_id::current();
-    for (name, value) in [
-        ("x-taxpayer-gstin", &*ctx.gstin),
-        ("x-gsp-client-id", &*ctx.client_id),
-        ("x-session-id", &*ctx.session_id),
-        ("x-request-id", request_id.as_str()),
-    ] {
+    for (name, value) in session_facts(&ctx.gstin, &ctx.client_id, &ctx.session_id, &request_id) {
         // Our own values; checked all the same, as `set_session_facts` does.
         if http::HeaderValue::from_str(value).is_ok() {
             field(name.as_bytes(), value.as_bytes());

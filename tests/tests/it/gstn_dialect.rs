@@ -766,6 +766,19 @@ async fn raw_answers(client: &GstnClient<'_>) -> (Value, Value) {
     (answers.pop().unwrap(), refused)
 }
 
+/// [`raw_answers`] once the success's `status_cd` is `expected`, trying for two seconds (a change made
+/// outside this instance reaches it through the change feed).
+async fn raw_answers_once(client: &GstnClient<'_>, expected: Value) -> Option<(Value, Value)> {
+    for _ in 0..80 {
+        let answers = raw_answers(client).await;
+        if answers.0["status_cd"] == expected {
+            return Some(answers);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    None
+}
+
 /// The operator sets one GSP's `status_cd` to numbers (as `admin set-gsp-status-cd` does, from outside
 /// this instance): that GSP's answers, successes and refusals, authenticate and data calls, carry 1/0
 /// within the propagation time; another GSP's keep "1"/"0"; `server` restores the server's strings.
@@ -811,16 +824,9 @@ async fn each_gsp_chooses_how_status_cd_is_written(backend: Backend) {
         .expect("the change is audited");
     assert_eq!(event.gsp_client_id.as_deref(), Some(gsp.client_id.as_str()));
 
-    let mut numeric = None;
-    for _ in 0..80 {
-        let answers = raw_answers(&client).await;
-        if answers.0["status_cd"] == json!(1) {
-            numeric = Some(answers);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    let (ok, refused) = numeric.expect("the change reaches this instance within the propagation time");
+    let (ok, refused) = raw_answers_once(&client, json!(1))
+        .await
+        .expect("the change reaches this instance within the propagation time");
     assert_eq!(refused["status_cd"], json!(0));
     assert_eq!(refused["error"]["error_cd"], "AUTH4033");
     assert!(ok["rek"].is_string() && ok["hmac"].is_string(), "{ok}");
@@ -836,15 +842,10 @@ async fn each_gsp_chooses_how_status_cd_is_written(backend: Backend) {
     );
 
     assert_eq!(set(None).await.unwrap().status_cd, "server");
-    let mut restored = false;
-    for _ in 0..80 {
-        if raw_answers(&client).await.0["status_cd"] == json!("1") {
-            restored = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(restored, "back to the server's strings");
+    assert!(
+        raw_answers_once(&client, json!("1")).await.is_some(),
+        "back to the server's strings"
+    );
     client.sign_in().await;
 
     let unknown = app
