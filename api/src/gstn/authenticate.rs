@@ -3,7 +3,7 @@
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, TimeDelta, Utc};
-use gsp_gateway_domain::secret::{constant_time_eq, random_hex, sha256_hex};
+use gsp_gateway_domain::secret::{random_hex, sha256_hex};
 use gsp_gateway_domain::{ApiAccess, OtpCode};
 use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
 use gsp_gateway_storage::repo::sessions::{self, GstnKeys};
@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::crypto::{self, AesKey};
 use super::dialect::{self, GstnError, check_client, check_state_code};
+use super::rsa_key::AppKeyCandidates;
 use crate::auth::Caller;
 use crate::request_id::RequestId;
 use crate::services::gsp::{self as svc, DialectKeys, GspClient, OtpGrant, OtpRequest};
@@ -100,7 +101,7 @@ async fn window(state: &AppState, taxpayer_id: &str) -> Result<DateTime<Utc>, Gs
 }
 
 /// RSA-decrypts the app key off the async workers (a private-key operation per live key).
-async fn decrypt_app_key(state: &AppState, field: &Option<String>) -> Result<AesKey, GstnError> {
+async fn decrypt_app_key(state: &AppState, field: &Option<String>) -> Result<AppKeyCandidates, GstnError> {
     let field = required(field, "app_key")?.to_owned();
     let keys = state.gstn.clone();
     crate::state::blocking(move || keys.decrypt_app_key(&field))
@@ -177,9 +178,9 @@ async fn auth_token(
     taxpayer: gsp_gateway_storage::repo::taxpayers::TaxpayerRow,
     body: &AuthenticateBody,
 ) -> Result<Map<String, Value>, GstnError> {
-    let app_key = decrypt_app_key(state, &body.app_key).await?;
-    let otp = crypto::decrypt_otp(&app_key, required(&body.otp, "otp")?)
-        .map_err(|_| GstnError::invalid_session())?;
+    let candidates = decrypt_app_key(state, &body.app_key).await?;
+    let (app_key, otp) = candidates.for_otp(required(&body.otp, "otp")?);
+    let otp = otp.map_err(|_| GstnError::invalid_session())?;
     let window_end = window(state, &taxpayer.id).await?;
     let now = state.clock.now();
     let (expiry, token_expires_at) = token_lifetime(state, now, window_end);
@@ -339,9 +340,9 @@ async fn logout(
         .filter(|o| o.gstin == taxpayer.gstin && o.session.gsp_client_id == client.client_id)
         .ok_or_else(GstnError::invalid_session)?;
     // The live system checks the app key + auth token pair: compare the decrypted keys.
-    let app_key = decrypt_app_key(state, &body.app_key).await?;
+    let candidates = decrypt_app_key(state, &body.app_key).await?;
     let stored = owner.session.gstn_app_key.as_deref().unwrap_or("");
-    if !constant_time_eq(&crypto::b64_encode(&app_key), stored) {
+    if !candidates.contains_b64(stored) {
         return Err(GstnError::invalid_app_key());
     }
     let (session_id, client_id, now) = (

@@ -34,11 +34,12 @@
 //!   where the protocol authenticates it (the AES-encrypted OTP, the HMAC of data calls), which is
 //!   exactly how implicit rejection is meant to be used.
 //! - [`GstnKeys::decrypt_app_key`] always decrypts with every live key (the active one and any in
-//!   their grace period) and picks the first 32-byte result with constant-time selection, so the
-//!   time does not say which key matched; it does grow with the number of live keys, which is
-//!   public anyway. During a grace period the synthetic-length coincidence above can also make the
-//!   active key "win" over the retired key the client really used (~0.4%); the client's OTP then
-//!   fails and its retry (fresh RSA padding) succeeds.
+//!   their grace period) and keeps every 32-byte result as a candidate, so the time grows with the
+//!   number of live keys (public anyway), not with which one matched. During a grace period the
+//!   synthetic-length coincidence above makes the *active* key yield a garbage candidate for about
+//!   0.4% of blocks wrapped with the retired key, next to the real one; so the caller picks among
+//!   the [`AppKeyCandidates`] by what the protocol authenticates: AUTHTOKEN the one under which
+//!   the encrypted OTP decrypts to digits, LOGOUT the one equal to the session's stored key.
 //! - Every failure, from bad Base64 to a wrong-length key, is the single
 //!   [`CryptoError::AppKeyRejected`]: answer all of them with one code and one message.
 //!
@@ -65,7 +66,7 @@ use rsa::PrivateKey;
 use rsa::pkcs1v15::{Signature, SigningKey};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConditionallySelectable};
+use subtle::{Choice, ConstantTimeEq};
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::TbsCertificate;
@@ -77,7 +78,7 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::{SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
 use x509_cert::time::{Time, Validity};
 
-use super::crypto::{self, AesKey, CryptoError, KEY_LEN};
+use super::crypto::{self, AesKey, CryptoError};
 
 /// The `purpose` of these keys in `signing_keys`.
 pub const PURPOSE: &str = "gstn_rsa";
@@ -317,36 +318,78 @@ impl GstnKeys {
         self.snapshot().keys.iter().map(|k| k.kid.clone()).collect()
     }
 
-    /// Decrypts an RSA-wrapped `app_key` field (Base64 of one 256-byte block) to the 32-byte key.
+    /// Decrypts an RSA-wrapped `app_key` field (Base64 of one 256-byte block) with every live key
+    /// and returns the 32-byte results, active key first.
     ///
     /// Every failure is [`CryptoError::AppKeyRejected`]; see the module doc for why and for the
     /// limits. CPU-bound (milliseconds per live key): call it on the blocking pool.
-    pub fn decrypt_app_key(&self, app_key_field: &str) -> Result<AesKey, CryptoError> {
+    pub fn decrypt_app_key(&self, app_key_field: &str) -> Result<AppKeyCandidates, CryptoError> {
         let ring = self.snapshot();
         let ciphertext = crypto::b64_decode(app_key_field).map_err(|_| CryptoError::AppKeyRejected)?;
-        let mut chosen = [0u8; KEY_LEN];
-        let mut found = Choice::from(0);
-        // Every key decrypts every block, so the time does not say which key (if any) matched.
-        for loaded in &ring.keys {
-            let plain = loaded.key.pkcs1v15_decrypt(&ciphertext).unwrap_or_default();
-            // The plaintext's length is public under implicit rejection; its bytes and which key
-            // produced them are not.
-            let fits = Choice::from(u8::from(plain.len() == KEY_LEN));
-            let mut candidate = [0u8; KEY_LEN];
-            if let Some(bytes) = plain.get(..KEY_LEN) {
-                candidate.copy_from_slice(bytes);
-            }
-            let take = fits & !found;
-            for (out, byte) in chosen.iter_mut().zip(candidate) {
-                out.conditional_assign(&byte, take);
-            }
-            found |= fits;
-        }
-        if bool::from(found) {
-            Ok(chosen)
-        } else {
-            Err(CryptoError::AppKeyRejected)
-        }
+        // Every key decrypts every block. The plaintext's length is public under implicit
+        // rejection; its bytes are not, and a wrong key's 32 bytes are kept like the right one's.
+        let mut keys = ring.keys.iter().filter_map(|loaded| {
+            let plain = loaded.key.pkcs1v15_decrypt(&ciphertext).ok()?;
+            <AesKey>::try_from(plain.as_slice()).ok()
+        });
+        let first = keys.next().ok_or(CryptoError::AppKeyRejected)?;
+        Ok(AppKeyCandidates {
+            first,
+            others: keys.collect(),
+        })
+    }
+}
+
+/// The 32-byte keys an `app_key` block decrypts to: one, or during a rotation's grace period
+/// possibly two (the real key and an implicit-rejection synthetic one). Never empty.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppKeyCandidates {
+    first: AesKey,
+    others: Vec<AesKey>,
+}
+
+impl std::fmt::Debug for AppKeyCandidates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AppKeyCandidates({} keys)", 1 + self.others.len())
+    }
+}
+
+impl AppKeyCandidates {
+    fn iter(&self) -> impl Iterator<Item = &AesKey> {
+        std::iter::once(&self.first).chain(&self.others)
+    }
+
+    /// All of them, in the ring's order (active key first).
+    pub fn to_vec(&self) -> Vec<AesKey> {
+        self.iter().copied().collect()
+    }
+
+    /// Whether `key` is one of them (each compared in constant time).
+    pub fn contains(&self, key: &AesKey) -> bool {
+        self.iter()
+            .fold(Choice::from(0), |found, candidate| found | candidate.ct_eq(key))
+            .into()
+    }
+
+    /// AUTHTOKEN's choice: the key under which `otp_field` decrypts to an OTP (ASCII digits), with
+    /// that OTP; when none does, the first key and what it made of the field (an error, or text
+    /// that will not match the OTP sent).
+    pub fn for_otp(&self, otp_field: &str) -> (AesKey, Result<String, CryptoError>) {
+        self.iter()
+            .find_map(|key| {
+                let otp = crypto::decrypt_otp(key, otp_field).ok()?;
+                let digits = !otp.is_empty() && otp.bytes().all(|b| b.is_ascii_digit());
+                digits.then_some((*key, Ok(otp)))
+            })
+            .unwrap_or_else(|| (self.first, crypto::decrypt_otp(&self.first, otp_field)))
+    }
+
+    /// LOGOUT's check: whether the Base64 key stored with the session is one of them.
+    pub fn contains_b64(&self, stored: &str) -> bool {
+        crypto::b64_decode(stored)
+            .ok()
+            .and_then(|bytes| <AesKey>::try_from(bytes.as_slice()).ok())
+            .is_some_and(|key| self.contains(&key))
     }
 }
 
@@ -493,11 +536,17 @@ mod tests {
         let field = encrypt_app_key(&published.public_key_pem, &app_key).unwrap();
         assert_eq!(field.len(), 344);
         assert_eq!(crypto::b64_decode(&field).unwrap().len(), 256);
-        assert_eq!(keys.decrypt_app_key(&field), Ok(app_key));
+        assert_eq!(
+            keys.decrypt_app_key(&field).map(|c| c.to_vec()),
+            Ok(vec![app_key])
+        );
         // PKCS#1 v1.5 is randomised: a second encryption differs and decrypts the same.
         let again = encrypt_app_key(&published.public_key_pem, &app_key).unwrap();
         assert_ne!(again, field);
-        assert_eq!(keys.decrypt_app_key(&again), Ok(app_key));
+        assert_eq!(
+            keys.decrypt_app_key(&again).map(|c| c.to_vec()),
+            Ok(vec![app_key])
+        );
     }
 
     #[test]
@@ -506,8 +555,8 @@ mod tests {
         let published = keys.published().unwrap();
         let field = encrypt_app_key(&published.public_key_pem, b"1k6ogtiOoRUL76qYOsr6JQ287Q423BJx").unwrap();
         assert_eq!(
-            keys.decrypt_app_key(&field),
-            Ok(*b"1k6ogtiOoRUL76qYOsr6JQ287Q423BJx")
+            keys.decrypt_app_key(&field).map(|c| c.to_vec()),
+            Ok(vec![*b"1k6ogtiOoRUL76qYOsr6JQ287Q423BJx"])
         );
     }
 
@@ -542,7 +591,8 @@ mod tests {
             let field = encrypt_app_key(&stranger.public_key, &[3u8; 32]).unwrap();
             match keys.decrypt_app_key(&field) {
                 Err(CryptoError::AppKeyRejected) => rejected += 1,
-                other => assert_ne!(other, Ok([3u8; 32])),
+                Ok(candidates) => assert!(!candidates.contains(&[3u8; 32])),
+                Err(other) => panic!("{other:?}"),
             }
         }
         assert!(rejected >= 6, "{rejected} of 8 rejected");
@@ -562,21 +612,60 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_retired_key_still_decrypts_during_its_grace_period() {
+    /// The second key active, the first retired just now and in its grace period.
+    fn rotated_ring() -> (GstnKeys, KeyRow, KeyRow) {
         let (old, new) = rows().clone();
         let now = Utc::now();
         let mut retired = old.clone();
         retired.retired_at = Some(to_db(now));
         retired.publish_until = Some(to_db(now + GRACE));
         let keys = GstnKeys::from_rows(&[new.clone(), retired], now).unwrap();
+        (keys, old, new)
+    }
+
+    #[test]
+    fn a_retired_key_still_decrypts_during_its_grace_period() {
+        let (keys, old, new) = rotated_ring();
         assert_eq!(keys.kids(), vec![new.kid.clone(), old.kid.clone()]);
         assert_eq!(keys.published().unwrap().kid, new.kid);
         let app_key = crypto::fresh_key();
         for pem in [&old.public_key, &new.public_key] {
             let field = encrypt_app_key(pem, &app_key).unwrap();
-            assert_eq!(keys.decrypt_app_key(&field), Ok(app_key));
+            assert!(keys.decrypt_app_key(&field).unwrap().contains(&app_key));
         }
+    }
+
+    #[test]
+    fn a_block_for_the_retired_key_is_picked_out_when_the_active_key_also_yields_32_bytes() {
+        let (keys, old, _) = rotated_ring();
+        // About 1 block in 246 for the retired key also decrypts to a synthetic 32-byte message
+        // under the active key, which is tried first; find one (the odds of 5,000 misses are e^-20).
+        let (app_key, candidates) = (0..5_000)
+            .find_map(|_| {
+                let app_key = crypto::fresh_key();
+                let candidates = keys
+                    .decrypt_app_key(&encrypt_app_key(&old.public_key, &app_key).unwrap())
+                    .unwrap();
+                assert!(candidates.contains(&app_key));
+                (candidates.to_vec().len() == 2).then_some((app_key, candidates))
+            })
+            .expect("a synthetic 32-byte message under the active key");
+        let [synthetic, real] = candidates.to_vec()[..] else {
+            panic!("two candidates")
+        };
+        assert_eq!(real, app_key);
+        assert_ne!(synthetic, app_key);
+        // AUTHTOKEN: the OTP decrypts to digits only under the real key.
+        let (chosen, otp) = candidates.for_otp(&crypto::encrypt_otp(&app_key, "575757"));
+        assert_eq!((chosen, otp), (app_key, Ok("575757".to_owned())));
+        // LOGOUT: the stored key is among them; another is not.
+        assert!(candidates.contains_b64(&crypto::b64_encode(&app_key)));
+        assert!(!candidates.contains_b64(&crypto::b64_encode(&crypto::fresh_key())));
+        assert!(!candidates.contains_b64("not base64"));
+        // An OTP under neither key: the first candidate's reading, which is refused or mismatches.
+        let (chosen, _) = candidates.for_otp(&crypto::encrypt_otp(&crypto::fresh_key(), "575757"));
+        assert_eq!(chosen, synthetic);
+        assert!(candidates.for_otp("not base64").1.is_err());
     }
 
     #[test]

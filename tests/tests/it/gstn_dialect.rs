@@ -25,6 +25,7 @@ on_both_backends!(
     a_throttled_otp_request_says_when_to_retry,
     an_upstream_that_is_down_is_gen5008_with_500,
     each_gsp_chooses_how_status_cd_is_written,
+    a_client_on_the_rotated_out_certificate_signs_in_and_out_during_the_grace,
 );
 
 type Key = [u8; 32];
@@ -373,6 +374,43 @@ async fn a_gst_system_client_runs_the_whole_dialect_flow(backend: Backend) {
         )
         .await;
     assert_eq!(error_cd(&after), "AUTH4033");
+}
+
+/// `keys rotate-gstn` publishes a new certificate; software that loaded the old one keeps working
+/// for the grace period: OTPREQUEST, AUTHTOKEN, a data call and LOGOUT all decrypt its app key.
+async fn a_client_on_the_rotated_out_certificate_signs_in_and_out_during_the_grace(backend: Backend) {
+    let (app, taxpayer, gsp) = dialect_app(backend).await;
+    app.enable_access(&taxpayer, 24).await;
+    let mut client = GstnClient::new(&app, gsp, taxpayer).await;
+    let settings = gsp_gateway_api::Settings {
+        database_url: app.database_url.clone(),
+        ..Default::default()
+    };
+    let command = gsp_gateway_api::cli::Command::Keys(gsp_gateway_api::cli::KeysCommand::RotateGstn);
+    gsp_gateway_api::cli::execute(command, settings).await.unwrap();
+    gsp_gateway_api::gstn::reload(&app.state).await.unwrap();
+    assert_eq!(
+        app.state.gstn.kids().len(),
+        2,
+        "the new key and the old one in its grace"
+    );
+
+    // Several rounds, each with fresh RSA padding and a fresh app key.
+    for _ in 0..3 {
+        client.app_key = random_key();
+        assert_eq!(client.otp_request().await, (200, json!({"status_cd": "1"})));
+        let (status, answer) = client.auth_token("102030").await;
+        assert_eq!((status, &answer["status_cd"]), (200, &json!("1")), "{answer}");
+        let summary = client
+            .data(
+                reqwest::Method::GET,
+                "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
+                None,
+            )
+            .await;
+        assert_eq!(summary["ret_period"], "112025", "{summary}");
+        assert_eq!(client.logout().await, (200, json!({"status_cd": "1"})));
+    }
 }
 
 async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
