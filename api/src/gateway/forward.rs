@@ -141,7 +141,7 @@ pub(super) fn bodiless(
     }
     match length {
         Some(length) => response.body(SizedStream::new(length, empty())),
-        None => response.streaming(empty()),
+        None => response.body(actix_web::body::BodyStream::new(empty())),
     }
 }
 
@@ -554,7 +554,8 @@ pub async fn forward(
     };
     Ok(match length {
         Some(length) => response.body(SizedStream::new(length, body)),
-        None => response.streaming(body),
+        // Not `streaming`, which would add a content type the upstream did not send.
+        None => response.body(actix_web::body::BodyStream::new(body)),
     })
 }
 

@@ -515,7 +515,7 @@ pub async fn forward(
             };
             Ok(match framing {
                 Framing::Length(length) => response.body(SizedStream::new(length, body)),
-                _ => response.streaming(body),
+                _ => response.body(actix_web::body::BodyStream::new(body)),
             })
         }
     }

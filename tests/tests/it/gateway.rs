@@ -366,7 +366,7 @@ async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
                     buf.drain(..length);
                     let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                     let answer: Vec<u8> = match path.as_str() {
-                        "/chunked" => b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n\
+                        "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
                             6\r\nfirst \r\n7;x=y\r\nsecond \r\n5\r\nthird\r\n0\r\nx-trailer: dropped\r\n\r\n"
                             .to_vec(),
                         "/big" => {
@@ -573,6 +573,18 @@ async fn forwarding_keeps_upstream_connections_alive_across_framings(backend: Ba
         (status, &body[..]),
         (200, &b"first second third"[..]),
         "chunks decoded, trailer dropped"
+    );
+    let untyped = app
+        .client
+        .get(format!("{}/v1/gst/chunked", app.address))
+        .bearer_auth(&session.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        untyped.headers().get("content-type"),
+        None,
+        "no content type made up for a streamed answer without one"
     );
     let (status, length, body) = get("/big").await;
     assert_eq!(
