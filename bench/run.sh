@@ -3,6 +3,7 @@
 #
 #   bench/run.sh                 # 3 rounds, 10 s per measurement, 32 connections, 2 wrk threads
 #   ROUNDS=5 DURATION=30s bench/run.sh
+#   ONLY="forwarded nginx" BIN=/tmp/other/gsp-gateway bench/run.sh   # some measurements, another build
 #
 # Reports requests/s, p50/p99 and the server's CPU time per request, user and system (from /proc, nginx's
 # workers included) for:
@@ -28,8 +29,11 @@ need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need nginx; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light >/dev/null
 fi
-cargo build -q --release -p gsp-gateway-api
-BIN="$PWD/target/release/gsp-gateway"
+if [ -z "${BIN:-}" ]; then
+  cargo build -q --release -p gsp-gateway-api
+  BIN="$PWD/target/release/gsp-gateway"
+fi
+ONLY="${ONLY:-live authorized dialect forwarded nginx}"
 
 WORK="$(mktemp -d)"
 PIDS=()
@@ -136,6 +140,7 @@ cpu_ticks() { # pid
 }
 measure() { # label server-pid url [header]
   local label=$1 pid=$2 url=$3 out; shift 3
+  [[ " $ONLY " == *" $label "* ]] || return 0
   if [ ! -e "$WORK/$label.rps" ]; then
     wrk -t"$THREADS" -c"$CONNECTIONS" -d5s --latency "$@" "$url" >/dev/null 2>&1 || true   # warm-up
   fi
@@ -169,14 +174,17 @@ done
 python3 - "$WORK" <<'PY'
 import statistics, sys
 w = sys.argv[1]
+import os
 r = {k: [float(x) for x in open(f"{w}/{k}.rps").read().split()]
-     for k in ("live", "authorized", "forwarded", "nginx", "dialect")}
+     for k in ("live", "authorized", "forwarded", "nginx", "dialect") if os.path.exists(f"{w}/{k}.rps")}
 def ratios(a, b):
     return [x / y for x, y in zip(r[a], r[b])]
 print("median req/s: " + ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in r.items()))
 cpu = {k: [float(x) for x in open(f"{w}/{k}.cpu").read().split()] for k in r}
 print("median server CPU us/req: " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in cpu.items()))
 for a, b, target in (("authorized", "live", 0.85), ("forwarded", "nginx", 1.00), ("dialect", "authorized", 0.80)):
+    if a not in r or b not in r:
+        continue
     each = ratios(a, b)
     rounds = " ".join(f"{x:.2f}" for x in each)
     by_cpu = statistics.median(cpu[b]) / statistics.median(cpu[a])
