@@ -35,7 +35,8 @@
 //!   exactly how implicit rejection is meant to be used.
 //! - [`GstnKeys::decrypt_app_key`] always decrypts with every live key (the active one and any in
 //!   their grace period) and keeps every 32-byte result as a candidate, so the time grows with the
-//!   number of live keys (public anyway), not with which one matched. During a grace period the
+//!   number of live keys and may show how many of them yielded 32 bytes (lengths are public under
+//!   implicit rejection anyway) and which certificate the client used. During a grace period the
 //!   synthetic-length coincidence above makes the *active* key yield a garbage candidate for about
 //!   0.4% of blocks wrapped with the retired key, next to the real one; so the caller picks among
 //!   the [`AppKeyCandidates`] by what the protocol authenticates: AUTHTOKEN the one under which
@@ -342,7 +343,7 @@ impl GstnKeys {
 
 /// The 32-byte keys an `app_key` block decrypts to: one, or during a rotation's grace period
 /// possibly two (the real key and an implicit-rejection synthetic one). Never empty.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct AppKeyCandidates {
     first: AesKey,
     others: Vec<AesKey>,
@@ -371,16 +372,20 @@ impl AppKeyCandidates {
             .into()
     }
 
-    /// AUTHTOKEN's choice: the key under which `otp_field` decrypts to an OTP (ASCII digits), with
-    /// that OTP; when none does, the first key and what it made of the field (an error, or text
-    /// that will not match the OTP sent).
+    /// AUTHTOKEN's choice: the key under which `otp_field` decrypts to an OTP (ASCII digits, as
+    /// every OTP the gateway issues is), with that OTP. Failing that, the first key under which it
+    /// decrypts to text at all (which will then not match, and counts as a wrong attempt, as with a
+    /// single key); failing that, the first key and its error.
     pub fn for_otp(&self, otp_field: &str) -> (AesKey, Result<String, CryptoError>) {
-        self.iter()
-            .find_map(|key| {
-                let otp = crypto::decrypt_otp(key, otp_field).ok()?;
-                let digits = !otp.is_empty() && otp.bytes().all(|b| b.is_ascii_digit());
-                digits.then_some((*key, Ok(otp)))
-            })
+        let readings = || {
+            self.iter()
+                .filter_map(|key| Some((*key, crypto::decrypt_otp(key, otp_field).ok()?)))
+        };
+        let digits = |otp: &String| !otp.is_empty() && otp.bytes().all(|b| b.is_ascii_digit());
+        readings()
+            .find(|(_, otp)| digits(otp))
+            .or_else(|| readings().next())
+            .map(|(key, otp)| (key, Ok(otp)))
             .unwrap_or_else(|| (self.first, crypto::decrypt_otp(&self.first, otp_field)))
     }
 
@@ -579,7 +584,7 @@ mod tests {
         ];
         for field in &refused {
             assert_eq!(
-                keys.decrypt_app_key(field),
+                keys.decrypt_app_key(field).map(|c| c.to_vec()),
                 Err(CryptoError::AppKeyRejected),
                 "{field:.40}"
             );
@@ -607,8 +612,8 @@ mod tests {
             let mut block = [seed; 256];
             block[0] = 0x01;
             let field = crypto::b64_encode(&block);
-            let first = keys.decrypt_app_key(&field);
-            assert_eq!(keys.decrypt_app_key(&field), first);
+            let first = keys.decrypt_app_key(&field).map(|c| c.to_vec());
+            assert_eq!(keys.decrypt_app_key(&field).map(|c| c.to_vec()), first);
         }
     }
 
@@ -658,6 +663,9 @@ mod tests {
         // AUTHTOKEN: the OTP decrypts to digits only under the real key.
         let (chosen, otp) = candidates.for_otp(&crypto::encrypt_otp(&app_key, "575757"));
         assert_eq!((chosen, otp), (app_key, Ok("575757".to_owned())));
+        // Text that is no OTP is still read under the real key: a wrong attempt, as with one key.
+        let (chosen, otp) = candidates.for_otp(&crypto::encrypt_otp(&app_key, "not digits"));
+        assert_eq!((chosen, otp), (app_key, Ok("not digits".to_owned())));
         // LOGOUT: the stored key is among them; another is not.
         assert!(candidates.contains_b64(&crypto::b64_encode(&app_key)));
         assert!(!candidates.contains_b64(&crypto::b64_encode(&crypto::fresh_key())));

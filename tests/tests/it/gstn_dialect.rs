@@ -378,6 +378,7 @@ async fn a_gst_system_client_runs_the_whole_dialect_flow(backend: Backend) {
 
 /// `keys rotate-gstn` publishes a new certificate; software that loaded the old one keeps working
 /// for the grace period: OTPREQUEST, AUTHTOKEN, a data call and LOGOUT all decrypt its app key.
+/// (The rare block for which the new key also yields 32 bytes is found and tested in rsa_key.rs.)
 async fn a_client_on_the_rotated_out_certificate_signs_in_and_out_during_the_grace(backend: Backend) {
     let (app, taxpayer, gsp) = dialect_app(backend).await;
     app.enable_access(&taxpayer, 24).await;
