@@ -14,11 +14,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::body::SizedStream;
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::{Stream, StreamExt};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, BodyStream, Empty, StreamBody};
+use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -430,6 +431,12 @@ fn request_body(
     StreamBody::new(frames).boxed_unsync()
 }
 
+/// The caller's body: read whole already, or still to be streamed.
+enum Incoming {
+    Whole(web::Bytes),
+    Streamed(web::Payload),
+}
+
 /// Forwards the request upstream and streams the answer back.
 pub async fn forward(
     upstream: &UpstreamClient,
@@ -459,12 +466,19 @@ pub async fn forward(
     if declared.is_some_and(|n| n > upstream.max_body) {
         return Err(too_large(upstream.max_body));
     }
-    if let Some(pool) = &upstream.h1
-        && super::h1::suits(req, declared)
-    {
+    // A GET or HEAD with a chunked body is read whole and sent with its length, as nginx does: an
+    // upstream that ignores bodies on these methods must not take the chunks for the next request.
+    let read_whole =
+        declared.is_none() && req.head().chunked() && [Method::GET, Method::HEAD].contains(req.method());
+    let incoming = if read_whole || upstream.h1.is_some() && super::h1::suits(req, declared) {
         let body = crate::json::read_body(payload, upstream.max_body).await?;
-        return super::h1::forward(pool.clone(), upstream.timeout, ctx, req, &target, &body).await;
-    }
+        if let Some(pool) = &upstream.h1 {
+            return super::h1::forward(pool.clone(), upstream.timeout, ctx, req, &target, &body).await;
+        }
+        Incoming::Whole(body)
+    } else {
+        Incoming::Streamed(payload)
+    };
     let uri = base.uri(&target).ok_or_else(|| {
         ApiError::new(
             ErrorCode::InvalidRequest,
@@ -474,7 +488,19 @@ pub async fn forward(
     let method = http::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
     let overflowed = Arc::new(AtomicBool::new(false));
-    let body = request_body(req, payload, upstream.max_body, overflowed.clone());
+    let (body, declared) = match incoming {
+        Incoming::Whole(bytes) => {
+            let length = bytes.len();
+            (
+                Full::new(bytes).map_err(|never| match never {}).boxed_unsync(),
+                Some(length),
+            )
+        }
+        Incoming::Streamed(payload) => (
+            request_body(req, payload, upstream.max_body, overflowed.clone()),
+            declared,
+        ),
+    };
     let mut outgoing = http::Request::new(body);
     *outgoing.method_mut() = method;
     *outgoing.uri_mut() = uri;
