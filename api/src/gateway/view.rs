@@ -94,12 +94,10 @@ pub struct DialectToken {
     pub client_id: String,
     /// When this token expires (refreshable until the session ends).
     pub expires_at: DateTime<Utc>,
-    /// The session key (Base64), which encrypts payloads.
-    pub sek: String,
-    /// The session key, decoded (`None` if the stored one is corrupt, which refuses every call).
+    /// The session key, which encrypts payloads (`None` if the stored one is corrupt, which refuses
+    /// every call). Only the decoded key is kept, and the app key not at all: less key material in
+    /// memory.
     pub sek_key: Option<crate::gstn::AesKey>,
-    /// The client's app key (Base64).
-    pub app_key: String,
 }
 
 impl GatewayView {
@@ -164,7 +162,7 @@ impl GatewayView {
             return Ok(None);
         };
         let session = owner.session;
-        let (Some(sek), Some(app_key), Some(expires_at)) = (
+        let (Some(sek), Some(_app_key), Some(expires_at)) = (
             session.gstn_sek,
             session.gstn_app_key,
             session.gstn_token_expires_at,
@@ -181,8 +179,6 @@ impl GatewayView {
             username: owner.username,
             client_id: session.gsp_client_id,
             expires_at: expires_at.and_utc(),
-            sek,
-            app_key,
         });
         if self.generation.load(Ordering::SeqCst) == generation {
             if self.dialect_tokens.len() > 200_000 {
