@@ -169,7 +169,7 @@ impl Settings {
         if self
             .gstn_sandbox_otp
             .as_deref()
-            .is_some_and(|otp| otp.len() != 6 || !otp.bytes().all(|b| b.is_ascii_digit()))
+            .is_some_and(|otp| !gsp_gateway_domain::OtpCode::is_well_formed(otp))
         {
             return Err("gstn_sandbox_otp must be 6 digits".into());
         }

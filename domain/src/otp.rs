@@ -32,6 +32,11 @@ impl OtpCode {
         Self(code.to_owned())
     }
 
+    /// Whether `text` has the form of a code: six ASCII digits.
+    pub fn is_well_formed(text: &str) -> bool {
+        text.len() == 6 && text.bytes().all(|b| b.is_ascii_digit())
+    }
+
     /// The digits.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -120,8 +125,12 @@ mod tests {
             let code = OtpCode::generate();
             assert_eq!(code.as_str().len(), 6);
             assert!(code.as_str().bytes().all(|b| b.is_ascii_digit()));
+            assert!(OtpCode::is_well_formed(code.as_str()));
         }
         assert_eq!(format!("{:?}", OtpCode::fixed("123456")), "OtpCode(******)");
+        for text in ["12345", "1234567", "12345a", "", "１２３４５６"] {
+            assert!(!OtpCode::is_well_formed(text), "{text}");
+        }
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl GatewayView {
             return Ok(None);
         };
         let session = owner.session;
-        let (Some(sek), Some(_app_key), Some(expires_at)) = (
+        let (Some(sek), Some(_), Some(expires_at)) = (
             session.gstn_sek,
             session.gstn_app_key,
             session.gstn_token_expires_at,

@@ -60,6 +60,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use gsp_gateway_domain::OtpCode;
 use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
 use gsp_gateway_storage::repo::keys::{self, KeyRow};
 use gsp_gateway_storage::{DbConn, StorageError, from_db, to_db, write_tx};
@@ -372,21 +373,24 @@ impl AppKeyCandidates {
             .into()
     }
 
-    /// AUTHTOKEN's choice: the key under which `otp_field` decrypts to an OTP (ASCII digits, as
-    /// every OTP the gateway issues is), with that OTP. Failing that, the first key under which it
+    /// AUTHTOKEN's choice: the key under which `otp_field` decrypts to an OTP (six digits, as every
+    /// OTP the gateway issues is), with that OTP. Failing that, the first key under which it
     /// decrypts to text at all (which will then not match, and counts as a wrong attempt, as with a
     /// single key); failing that, the first key and its error.
     pub fn for_otp(&self, otp_field: &str) -> (AesKey, Result<String, CryptoError>) {
-        let readings = || {
-            self.iter()
-                .filter_map(|key| Some((*key, crypto::decrypt_otp(key, otp_field).ok()?)))
-        };
-        let digits = |otp: &String| !otp.is_empty() && otp.bytes().all(|b| b.is_ascii_digit());
-        readings()
-            .find(|(_, otp)| digits(otp))
-            .or_else(|| readings().next())
-            .map(|(key, otp)| (key, Ok(otp)))
-            .unwrap_or_else(|| (self.first, crypto::decrypt_otp(&self.first, otp_field)))
+        let mut text = None;
+        for key in self.iter() {
+            if let Ok(otp) = crypto::decrypt_otp(key, otp_field) {
+                if OtpCode::is_well_formed(&otp) {
+                    return (*key, Ok(otp));
+                }
+                text.get_or_insert((*key, otp));
+            }
+        }
+        match text {
+            Some((key, otp)) => (key, Ok(otp)),
+            None => (self.first, crypto::decrypt_otp(&self.first, otp_field)),
+        }
     }
 
     /// LOGOUT's check: whether the Base64 key stored with the session is one of them.

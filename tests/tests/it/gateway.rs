@@ -541,17 +541,16 @@ async fn forwarding_keeps_upstream_connections_alive_across_framings(backend: Ba
         s.workers = Some(1);
     })
     .await;
+    let send = |path: &'static str| {
+        app.client
+            .get(format!("{}/v1/gst{path}", app.address))
+            .bearer_auth(&session.access_token)
+            .send()
+    };
     let get = |path: &'static str| {
-        let app = &app;
-        let token = session.access_token.clone();
+        let response = send(path);
         async move {
-            let resp = app
-                .client
-                .get(format!("{}/v1/gst{path}", app.address))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
+            let resp = response.await.unwrap();
             let status = resp.status().as_u16();
             let length = resp
                 .headers()
@@ -574,13 +573,7 @@ async fn forwarding_keeps_upstream_connections_alive_across_framings(backend: Ba
         (200, &b"first second third"[..]),
         "chunks decoded, trailer dropped"
     );
-    let untyped = app
-        .client
-        .get(format!("{}/v1/gst/chunked", app.address))
-        .bearer_auth(&session.access_token)
-        .send()
-        .await
-        .unwrap();
+    let untyped = send("/chunked").await.unwrap();
     assert_eq!(
         untyped.headers().get("content-type"),
         None,

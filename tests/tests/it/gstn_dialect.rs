@@ -30,6 +30,9 @@ on_both_backends!(
 
 type Key = [u8; 32];
 
+/// A GSTR-1 summary call without a `gstin` query parameter (the header names the taxpayer).
+const RETSUM: &str = "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025";
+
 fn aes_encrypt(key: &Key, plain: &[u8]) -> Vec<u8> {
     ecb::Encryptor::<Aes256>::new(key.into()).encrypt_padded_vec_mut::<Pkcs7>(plain)
 }
@@ -193,6 +196,11 @@ impl<'a> GstnClient<'a> {
     }
 
     /// A data call; returns the decrypted JSON of a success, or the envelope of a failure.
+    /// A GSTR-1 summary ([`RETSUM`]), the simplest data call.
+    async fn retsum(&self) -> Value {
+        self.data(reqwest::Method::GET, RETSUM, None).await
+    }
+
     async fn data(
         &self,
         method: reqwest::Method,
@@ -338,12 +346,7 @@ async fn a_gst_system_client_runs_the_whole_dialect_flow(backend: Backend) {
         .await;
     assert_eq!(summary["gstin"], taxpayer.gstin.as_str(), "{summary}");
     let stale = client
-        .data_with_token(
-            reqwest::Method::GET,
-            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
-            None,
-            &old_token,
-        )
+        .data_with_token(reqwest::Method::GET, RETSUM, None, &old_token)
         .await;
     assert_eq!(error_cd(&stale), "AUTH4033");
 
@@ -366,13 +369,7 @@ async fn a_gst_system_client_runs_the_whole_dialect_flow(backend: Backend) {
     assert_eq!(created["ip"], "203.0.113.7");
 
     assert_eq!(client.logout().await, (200, json!({"status_cd": "1"})));
-    let after = client
-        .data(
-            reqwest::Method::GET,
-            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
-            None,
-        )
-        .await;
+    let after = client.retsum().await;
     assert_eq!(error_cd(&after), "AUTH4033");
 }
 
@@ -402,13 +399,7 @@ async fn a_client_on_the_rotated_out_certificate_signs_in_and_out_during_the_gra
         assert_eq!(client.otp_request().await, (200, json!({"status_cd": "1"})));
         let (status, answer) = client.auth_token("102030").await;
         assert_eq!((status, &answer["status_cd"]), (200, &json!("1")), "{answer}");
-        let summary = client
-            .data(
-                reqwest::Method::GET,
-                "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
-                None,
-            )
-            .await;
+        let summary = client.retsum().await;
         assert_eq!(summary["ret_period"], "112025", "{summary}");
         assert_eq!(client.logout().await, (200, json!({"status_cd": "1"})));
     }
@@ -529,10 +520,7 @@ async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
     // A data call names the token's taxpayer: its username and GSTIN (header and query) alike.
     let token = c.auth_token.as_deref().unwrap();
     let named = |username: Option<&str>, query: &str| {
-        let url = format!(
-            "{}/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025{query}",
-            app.address
-        );
+        let url = format!("{}{RETSUM}{query}", app.address);
         let mut req = c
             .headers(app.client.get(url))
             .header("auth-token", token)
@@ -586,13 +574,7 @@ async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
     assert_eq!(error_cd(&get.json().await.unwrap()), "GEN5007");
 
     app.advance(TimeDelta::hours(7));
-    let expired = c
-        .data(
-            reqwest::Method::GET,
-            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
-            None,
-        )
-        .await;
+    let expired = c.retsum().await;
     assert_eq!(error_cd(&expired), "AUTH4038");
 }
 
@@ -601,22 +583,10 @@ async fn switching_access_off_on_the_rest_face_refuses_the_next_dialect_call(bac
     app.enable_access(&taxpayer, 24).await;
     let mut client = GstnClient::new(&app, gsp, taxpayer.clone()).await;
     client.sign_in().await;
-    let ok = client
-        .data(
-            reqwest::Method::GET,
-            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
-            None,
-        )
-        .await;
+    let ok = client.retsum().await;
     assert_eq!(ok["ret_period"], "112025");
     app.disable_access(&taxpayer).await;
-    let refused = client
-        .data(
-            reqwest::Method::GET,
-            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
-            None,
-        )
-        .await;
+    let refused = client.retsum().await;
     assert_eq!(error_cd(&refused), "AUTH4037");
 }
 
@@ -629,13 +599,7 @@ async fn dialect_calls_are_forwarded_upstream_as_plain_json(backend: Backend) {
     let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
     client.sign_in().await;
 
-    let got = client
-        .data(
-            reqwest::Method::GET,
-            "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
-            None,
-        )
-        .await;
+    let got = client.retsum().await;
     assert_eq!(got["method"], "GET", "{got}");
     assert_eq!(got["path"], "/taxpayerapi/v1.1/returns/gstr1");
     assert_eq!(got["query"], "action=RETSUM&ret_period=112025");
@@ -676,13 +640,7 @@ async fn dialect_calls_are_forwarded_upstream_as_plain_json(backend: Backend) {
 async fn refusal(client: &GstnClient<'_>, expected: &str) -> String {
     let mut code = String::new();
     for _ in 0..80 {
-        let answer = client
-            .data(
-                reqwest::Method::GET,
-                "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
-                None,
-            )
-            .await;
+        let answer = client.retsum().await;
         code = answer["error"]["error_cd"].as_str().unwrap_or("").to_owned();
         if code == expected {
             break;
@@ -700,11 +658,7 @@ async fn a_rotated_secret_or_a_disabled_gsp_is_refused_by_the_dialect(backend: B
     app.enable_access(&taxpayer, 24).await;
     let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
     client.sign_in().await;
-    let summary = "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025";
-    assert_eq!(
-        client.data(reqwest::Method::GET, summary, None).await["ret_period"],
-        "112025"
-    );
+    assert_eq!(client.retsum().await["ret_period"], "112025");
 
     let id = gsp.client_id.clone();
     let rotated = app
@@ -718,7 +672,7 @@ async fn a_rotated_secret_or_a_disabled_gsp_is_refused_by_the_dialect(backend: B
     );
     client.gsp.client_secret = rotated.client_secret;
     assert_eq!(
-        client.data(reqwest::Method::GET, summary, None).await["ret_period"],
+        client.retsum().await["ret_period"],
         "112025",
         "the session goes on with the new secret"
     );
@@ -769,10 +723,7 @@ async fn an_upstream_that_is_down_is_gen5008_with_500(backend: Backend) {
     client.sign_in().await;
     let resp = client
         .data_headers(
-            app.client.get(format!(
-                "{}/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
-                app.address
-            )),
+            app.client.get(format!("{}{RETSUM}", app.address)),
             client.auth_token.as_deref().unwrap(),
         )
         .send()
@@ -784,10 +735,7 @@ async fn an_upstream_that_is_down_is_gen5008_with_500(backend: Backend) {
 
 /// A RETSUM call's raw answer, and one with a token that names no session (a refusal).
 async fn raw_answers(client: &GstnClient<'_>) -> (Value, Value) {
-    let url = format!(
-        "{}/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025",
-        client.app.address
-    );
+    let url = format!("{}{RETSUM}", client.app.address);
     let mut answers = Vec::new();
     for token in [
         client.auth_token.as_deref().unwrap(),
