@@ -691,15 +691,29 @@ async fn forwarding_streams_bodies_up_to_the_limit_and_keeps_lengths(backend: Ba
     assert_eq!(resp.status().as_u16(), 413);
     let problem: Value = resp.json().await.unwrap();
     assert_eq!(problem["code"], "payload_too_large");
-    let chunks: Vec<Result<String, std::io::Error>> = over
-        .as_bytes()
-        .chunks(16 * 1024)
-        .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
-        .collect();
-    let resp = put(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+    let chunks = || {
+        let pieces: Vec<Result<String, std::io::Error>> = over
+            .as_bytes()
+            .chunks(16 * 1024)
+            .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
+            .collect();
+        reqwest::Body::wrap_stream(futures_util::stream::iter(pieces))
+    };
+    let resp = put(chunks()).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 413, "a chunked body over the limit");
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["code"], "payload_too_large");
+    // A GET's chunked body, read whole before forwarding, meets the same limit.
+    let resp = app
+        .client
+        .get(&url)
+        .bearer_auth(&session.access_token)
+        .header("transfer-encoding", "chunked")
+        .body(chunks())
+        .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 413, "a chunked body over the limit");
+    assert_eq!(resp.status().as_u16(), 413, "a chunked GET body over the limit");
     let problem: Value = resp.json().await.unwrap();
     assert_eq!(problem["code"], "payload_too_large");
 
