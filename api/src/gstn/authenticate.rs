@@ -106,7 +106,7 @@ async fn decrypt_app_key(state: &AppState, field: &Option<String>) -> Result<App
     let keys = state.gstn.clone();
     crate::state::blocking(move || keys.decrypt_app_key(&field))
         .await?
-        .map_err(|_| GstnError::invalid_app_key())
+        .map_err(|_| GstnError::undecryptable_app_key())
 }
 
 async fn otp_request(

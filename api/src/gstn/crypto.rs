@@ -44,8 +44,9 @@ pub enum CryptoError {
     #[error("not valid Base64")]
     Base64,
     /// The ciphertext is not whole AES blocks, or its PKCS#7 padding is wrong: almost always the
-    /// wrong key (an OTP under another app key is AUTH4033; a data call under an old SEK is
-    /// AUTH4038-like, the client should re-authenticate).
+    /// wrong key (an OTP under another app key is AUTH4033; a data call's `data` is GEN5007, since a
+    /// SEK lives exactly as long as its auth token, so the token was current and the payload is
+    /// the client's mistake).
     #[error("ciphertext length or padding is wrong (wrong key?)")]
     Padding,
     /// A decrypted key is not exactly 32 bytes (a REFRESHTOKEN `app_key`: AUTH4036).

@@ -214,14 +214,20 @@ async fn serve(
         let action = query.get("action").ok_or_else(|| GstnError::missing("action"))?;
         (Cow::Borrowed(action), None)
     };
+    let action = upper_case(action);
     let answer = if upstream.is_configured() {
-        to_json(&forward(upstream, req, version, resource, &admitted.token, payload).await?)?
+        let call = Call {
+            version,
+            resource,
+            action: &action,
+        };
+        to_json(&forward(upstream, req, &call, &admitted.token, payload).await?)?
     } else {
         sandbox(
             state,
             req,
             resource,
-            &upper_case(action),
+            &action,
             &query,
             payload.as_ref(),
             &admitted.token,
@@ -240,15 +246,33 @@ const PASSED_ON: [&str; 6] = [
     "txn",
 ];
 
-/// Forwards the decrypted call to the upstream as plain JSON and returns its JSON answer.
+/// The header that names a forwarded call's `action` (a write's is in its encrypted envelope, not in
+/// the JSON passed on; a read's is also in the query).
+const ACTION_HEADER: &str = "x-gstn-action";
+
+/// What a data call asks for: `/taxpayerapi/{version}/{resource}`, with its `action`.
+struct Call<'a> {
+    version: &'a str,
+    resource: &'a str,
+    action: &'a str,
+}
+
+/// Forwards the decrypted call to the upstream as plain JSON, its `action` in `X-Gstn-Action`, and
+/// returns the upstream's JSON answer. An answer in the dialect's failure envelope
+/// (`{"status_cd":"0","error":{"error_cd","message"}}`, any status below 500) is passed on as that
+/// refusal, so GSP software sees the upstream's own code (RET13508 "no documents", say).
 async fn forward(
     upstream: &UpstreamClient,
     req: &HttpRequest,
-    version: &str,
-    resource: &str,
+    call: &Call<'_>,
     token: &DialectToken,
     payload: Option<Value>,
 ) -> Result<Value, GstnError> {
+    let Call {
+        version,
+        resource,
+        action,
+    } = *call;
     if crate::gateway::forward::has_dot_segment(resource) {
         return Err(crate::gateway::forward::dot_segment_refused().into());
     }
@@ -261,6 +285,9 @@ async fn forward(
         .map_err(|_| GstnError::new("GEN5007", "Unsupported method"))?;
     let mut headers = http::HeaderMap::new();
     set_session_facts(&mut headers, &token.gstin, &token.client_id, &token.session_id);
+    let action = http::HeaderValue::from_str(action)
+        .map_err(|_| GstnError::new("GEN5007", "Malformed request: action"))?;
+    headers.insert(http::HeaderName::from_static(ACTION_HEADER), action);
     for name in PASSED_ON {
         if let Some(value) = header(req.headers(), name).and_then(|v| http::HeaderValue::from_str(v).ok()) {
             headers.insert(http::HeaderName::from_static(name), value);
@@ -291,6 +318,9 @@ async fn forward(
         tracing::warn!(status = status.as_u16(), "dialect upstream answered no JSON");
         GstnError::unavailable()
     })?;
+    if let Some(refusal) = upstream_refusal(&answer) {
+        return Err(refusal);
+    }
     if !status.is_success() {
         return Err(GstnError::with_status(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -299,6 +329,43 @@ async fn forward(
         ));
     }
     Ok(answer)
+}
+
+/// The refusal in an upstream answer written in the dialect's failure envelope (`status_cd` `"0"` or
+/// `0`): its `error_cd` when that is a short code of letters, digits, `_` and `-`, else TEC4001 (a
+/// failure the gateway cannot name is not passed on as a success).
+fn upstream_refusal(answer: &Value) -> Option<GstnError> {
+    let status_cd = answer.get("status_cd")?;
+    if status_cd.as_str() != Some("0") && status_cd.as_u64() != Some(0) {
+        return None;
+    }
+    let error = answer.get("error");
+    let code = error
+        .and_then(|e| e.get("error_cd"))
+        .and_then(Value::as_str)
+        .filter(|code| {
+            (1..=32).contains(&code.len())
+                && code
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    let Some(code) = code else {
+        tracing::warn!("dialect upstream answered a failure without a usable error_cd");
+        return Some(GstnError::with_status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "TEC4001",
+            "The upstream refused the call",
+        ));
+    };
+    let message: String = error
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(512)
+        .collect();
+    Some(GstnError::upstream(code.to_owned(), message))
 }
 
 fn ret_period<'a>(req: &'a HttpRequest, query: &'a Query<'a>) -> Result<&'a str, GstnError> {
@@ -311,10 +378,14 @@ fn ret_period<'a>(req: &'a HttpRequest, query: &'a Query<'a>) -> Result<&'a str,
     let valid = period.len() == 6
         && period.bytes().all(|b| b.is_ascii_digit())
         && matches!(period[..2].parse::<u8>(), Ok(1..=12));
+    // Not RET11402: GSP software reads that code as "re-authenticate" (gstn-dialect.md §6.4).
     if valid {
         Ok(period)
     } else {
-        Err(GstnError::new("RET11402", "Invalid return period"))
+        Err(GstnError::new(
+            "GEN5001",
+            "Invalid request parameters: ret_period must be MMYYYY",
+        ))
     }
 }
 
@@ -491,8 +562,8 @@ fn sandbox(
                 .ok_or_else(|| GstnError::missing("gstin"))?;
             if !gstin.eq_ignore_ascii_case(&token.gstin) {
                 return Err(GstnError::new(
-                    "RET11402",
-                    "The return's GSTIN is not the session's",
+                    "GEN5001",
+                    "Invalid request parameters: the return's gstin is not the session's",
                 ));
             }
             let period = payload

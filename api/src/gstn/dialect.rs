@@ -5,10 +5,12 @@
 //! client-credential errors HTTP 403 (AUT4031..AUT4034), throttling 429 and server faults 5xx, as GSP
 //! software written for the GST System expects (gstn-dialect.md §4).
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use actix_web::{HttpRequest, HttpResponse};
-use std::sync::Arc;
 
 use actix_web::http::header::AsHeaderName;
 use gsp_gateway_domain::secret::{constant_time_eq_bytes, sha256};
@@ -27,8 +29,8 @@ use crate::state::AppState;
 pub struct GstnError {
     /// HTTP status (200 for business errors, as the live system).
     pub status: StatusCode,
-    /// `error_cd`.
-    pub code: &'static str,
+    /// `error_cd`: one of the gateway's own, or an upstream GST service's (see [`GstnError::upstream`]).
+    pub code: Cow<'static, str>,
     /// `message`.
     pub message: String,
     /// Seconds to wait before retrying (sent as `Retry-After` with a 429).
@@ -38,21 +40,36 @@ pub struct GstnError {
 impl GstnError {
     /// A business or session error (HTTP 200).
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::OK,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
+        Self::with_status(StatusCode::OK, code, message)
     }
 
     /// An error with its own HTTP status.
     pub fn with_status(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
+            code: Cow::Borrowed(code),
             message: message.into(),
             retry_after: None,
+        }
+    }
+
+    /// A business error the upstream GST service answered in the dialect's own envelope, passed on as
+    /// the live system would answer it (HTTP 200).
+    pub fn upstream(code: String, message: String) -> Self {
+        Self {
+            status: StatusCode::OK,
+            code: Cow::Owned(code),
+            message,
+            retry_after: None,
+        }
+    }
+
+    /// The code's label in the refusal metrics: the gateway's own codes by name, the upstream's under
+    /// one label (their number is not the gateway's to bound).
+    pub fn metric_label(&self) -> &'static str {
+        match self.code {
+            Cow::Borrowed(code) => code,
+            Cow::Owned(_) => "upstream",
         }
     }
 
@@ -61,7 +78,20 @@ impl GstnError {
         Self::new("AUTH4033", "Invalid Session")
     }
 
-    /// AUTH4036: the app key could not be used (one answer for every reason).
+    /// TEC4002: an RSA-wrapped app key that yields no usable key. The usual cause is a client still
+    /// on a certificate the gateway no longer decrypts with, and TEC4002 is what makes GSP software
+    /// fetch the current one (gstn-dialect.md §3.2, §6.4). One answer for every reason, so it tells
+    /// nothing about the padding.
+    pub fn undecryptable_app_key() -> Self {
+        Self::new(
+            "TEC4002",
+            "Invalid Data Format: the app_key cannot be decrypted; fetch the current certificate",
+        )
+    }
+
+    /// AUTH4036: an app key that cannot be used although nothing says the certificate is stale: a
+    /// REFRESHTOKEN key that does not decrypt under the SEK to 32 bytes, or a LOGOUT key that is not the
+    /// session's.
     pub fn invalid_app_key() -> Self {
         Self::new("AUTH4036", "Invalid App Key")
     }
@@ -215,7 +245,7 @@ pub fn success(numeric: bool, fields: Map<String, Value>) -> HttpResponse {
 
 /// `{"status_cd":"0","error":{…}}` with the error's HTTP status.
 pub fn failure(numeric: bool, error: &GstnError) -> HttpResponse {
-    crate::metrics::refusal(error.code);
+    crate::metrics::refusal(error.metric_label());
     let body = json!({"status_cd": StatusCd::new(numeric, false).value(), "error": {"error_cd": error.code, "message": error.message}});
     let mut response = HttpResponse::build(error.status);
     if error.status == StatusCode::TOO_MANY_REQUESTS {

@@ -532,6 +532,16 @@ pub async fn spawn_upstream() -> String {
                 HttpResponse::Ok().streaming(body)
             };
         }
+        // A GST System style refusal, for the dialect: `?…&gstn_error=CODE`.
+        if let Some(code) = req
+            .query_string()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("gstn_error="))
+        {
+            return HttpResponse::Ok().json(
+                json!({"status_cd": "0", "error": {"error_cd": code, "message": "No document found"}}),
+            );
+        }
         let headers: serde_json::Map<String, Value> = req
             .headers()
             .iter()
