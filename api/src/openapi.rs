@@ -200,7 +200,9 @@ fn example_detail(code: ErrorCode) -> &'static str {
         ErrorCode::RateLimited => "too many requests for this session; retry after the Retry-After delay",
         ErrorCode::UpstreamUnavailable => "the upstream GST service failed",
         ErrorCode::UpstreamTimeout => "the upstream GST service did not answer in time",
-        ErrorCode::ServiceUnavailable => "the database is unavailable; try again shortly",
+        ErrorCode::ServiceUnavailable => {
+            "the database is unavailable, or the server too busy; try again shortly"
+        }
         ErrorCode::InternalError => "the server failed; the request id identifies it in the log",
     }
 }
@@ -308,7 +310,7 @@ shared_problems! {
     /// 415 for every operation with a JSON body.
     UnsupportedMediaType => ("`unsupported_media_type`: the body must be sent with `Content-Type: application/json`.", [UnsupportedMediaType]),
     /// 503 for every operation that reads or writes the database.
-    ServiceUnavailable => ("`service_unavailable`: the database cannot be reached; retry after `Retry-After` seconds.", [ServiceUnavailable]),
+    ServiceUnavailable => ("`service_unavailable`: the database cannot be reached, or (logins, password changes, GST System app keys) every password-hashing turn is taken and the queue is full; retry after `Retry-After` seconds.", [ServiceUnavailable]),
 }
 
 /// Adds the headers a response carries: `X-Request-Id` always, and the ones its codes come with.

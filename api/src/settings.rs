@@ -46,6 +46,9 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Request bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
+    /// Requests that may wait for a password hash or an RSA decryption while one runs per core; more
+    /// are answered 503 at once.
+    pub heavy_work_queue: usize,
     /// Log format.
     pub log_format: LogFormat,
     /// `iss` of every token the gateway issues.
@@ -112,6 +115,7 @@ impl Default for Settings {
             db_timeout_ms: 3_000,
             workers: None,
             max_body_bytes: 1024 * 1024,
+            heavy_work_queue: 64,
             log_format: LogFormat::Text,
             issuer: "gsp-gateway".into(),
             access_token_ttl_secs: 6 * 3600,

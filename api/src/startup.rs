@@ -67,6 +67,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
         let settings_connect_timeout = settings.upstream_connect_timeout_ms;
+        let settings_heavy_work_queue = settings.heavy_work_queue;
         let limits = crate::gateway::Limits::new(&settings);
         let upstream_tls = crate::gateway::forward::tls_config(&settings).map_err(StartupError::Config)?;
         let state = web::Data::new(AppState {
@@ -83,6 +84,7 @@ impl Application {
             claims: std::sync::Arc::new(crate::gateway::ClaimsCache::new(200_000)),
             limits: std::sync::Arc::new(limits),
             gstn: std::sync::Arc::new(gstn),
+            heavy: std::sync::Arc::new(crate::state::HeavyWork::per_core(settings_heavy_work_queue)),
         });
         tracing::info!(port, backend = state.db.backend(), "gsp-gateway listening");
 

@@ -1,7 +1,9 @@
 //! Taxpayer passwords: the strength policy and argon2id hashing.
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Argon2, PasswordHash as Phc};
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, ParamsString, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash as Phc, Version};
 use rand::rngs::OsRng;
 
 use crate::DomainError;
@@ -41,14 +43,64 @@ impl PasswordPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordHash(String);
 
+thread_local! {
+    /// The argon2 working memory (19 MiB at the default parameters), kept by each thread that
+    /// hashes and reused: allocating it per hash fragments the allocator's arenas under a flood of
+    /// logins (hundreds of MiB of RSS that are never given back).
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs argon2 with `params` over `password` and `salt` into `out`, in this thread's working memory.
+fn argon2id_into(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &str,
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        argon2.hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory[..blocks])
+    })
+}
+
+fn credential(error: impl std::fmt::Display) -> DomainError {
+    DomainError::Credential(error.to_string())
+}
+
 impl PasswordHash {
-    /// Hashes `password` with argon2id and a fresh salt. CPU-heavy: call it off the async workers.
+    /// Hashes `password` with argon2id (the crate's default parameters) and a fresh salt. CPU-heavy:
+    /// call it off the async workers.
     pub fn create(password: &str) -> Result<Self, DomainError> {
         let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| Self(h.to_string()))
-            .map_err(|e| DomainError::Credential(e.to_string()))
+        let mut salt_bytes = [0u8; 64];
+        let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(credential)?;
+        let params = Params::DEFAULT;
+        let hash = Output::init_with(params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN), |out| {
+            argon2id_into(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                params.clone(),
+                password,
+                salt_bytes,
+                out,
+            )
+            .map_err(|_| argon2::password_hash::Error::Crypto)
+        })
+        .map_err(credential)?;
+        let phc = Phc {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).map_err(credential)?,
+            salt: Some(salt.as_salt()),
+            hash: Some(hash),
+        };
+        Ok(Self(phc.to_string()))
     }
 
     /// Wraps a stored PHC string.
@@ -56,12 +108,30 @@ impl PasswordHash {
         Self(phc)
     }
 
-    /// True when `password` matches. CPU-heavy: call it off the async workers.
+    /// True when `password` matches (compared in constant time). CPU-heavy: call it off the async
+    /// workers.
     pub fn verify(&self, password: &str) -> Result<bool, DomainError> {
-        let parsed = Phc::new(&self.0).map_err(|e| DomainError::Credential(e.to_string()))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
+        let parsed = Phc::new(&self.0).map_err(credential)?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).map_err(credential)?;
+        let version = parsed
+            .version
+            .map_or(Ok(Version::default()), Version::try_from)
+            .map_err(credential)?;
+        let params = Params::try_from(&parsed).map_err(credential)?;
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return Err(DomainError::Credential(
+                "the stored hash has no salt or no hash".into(),
+            ));
+        };
+        let mut salt_bytes = [0u8; 64];
+        let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(credential)?;
+        let computed = Output::init_with(expected.len(), |out| {
+            argon2id_into(algorithm, version, params, password, salt_bytes, out)
+                .map_err(|_| argon2::password_hash::Error::Crypto)
+        })
+        .map_err(credential)?;
+        // `Output`'s equality is constant-time.
+        Ok(computed == expected)
     }
 
     /// The PHC string, for storage.
@@ -107,5 +177,34 @@ mod tests {
         assert_eq!(hash.verify("Gst-Portal-2026"), Ok(true));
         assert_eq!(hash.verify("Gst-Portal-2027"), Ok(false));
         assert!(PasswordHash::from_stored("garbage".into()).verify("x").is_err());
+    }
+
+    /// The reused working memory changes nothing on the wire: hashes stored before verify, and new
+    /// ones verify with the argon2 crate's own verifier.
+    #[test]
+    fn hashes_are_those_of_the_argon2_crate_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let salt = SaltString::generate(&mut OsRng);
+        let stored = Argon2::default()
+            .hash_password(b"Gst-Portal-2026", &salt)
+            .unwrap()
+            .to_string();
+        let stored = PasswordHash::from_stored(stored);
+        assert_eq!(stored.verify("Gst-Portal-2026"), Ok(true));
+        assert_eq!(stored.verify("Gst-Portal-2027"), Ok(false));
+
+        let created = PasswordHash::create("Gst-Portal-2026").unwrap();
+        let parsed = Phc::new(created.as_str()).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"Gst-Portal-2026", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"Gst-Portal-2027", &parsed)
+                .is_err()
+        );
+        assert!(created.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
     }
 }

@@ -104,7 +104,9 @@ async fn window(state: &AppState, taxpayer_id: &str) -> Result<DateTime<Utc>, Gs
 async fn decrypt_app_key(state: &AppState, field: &Option<String>) -> Result<AppKeyCandidates, GstnError> {
     let field = required(field, "app_key")?.to_owned();
     let keys = state.gstn.clone();
-    crate::state::blocking(move || keys.decrypt_app_key(&field))
+    state
+        .heavy
+        .run(move || keys.decrypt_app_key(&field))
         .await?
         .map_err(|_| GstnError::undecryptable_app_key())
 }

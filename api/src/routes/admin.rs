@@ -10,7 +10,7 @@ use crate::json::{ApiJson, ApiQuery};
 use crate::openapi::{MalformedJson, PayloadTooLarge, Problem, ServiceUnavailable, UnsupportedMediaType};
 use crate::services::activity::{self, AuditPage, PageParams};
 use crate::services::provisioning::{self, GspCredentials, NewGsp, NewTaxpayer, TaxpayerView};
-use crate::state::{AppState, blocking};
+use crate::state::AppState;
 
 fn operator_event(caller: &Caller) -> NewAuditEvent {
     NewAuditEvent {
@@ -47,7 +47,7 @@ pub async fn create_taxpayer(
 ) -> Result<HttpResponse, ApiError> {
     let checked = provisioning::check_taxpayer(body.0)?;
     let password = checked.password();
-    let hash = blocking(move || PasswordHash::create(&password)).await??;
+    let hash = state.heavy.run(move || PasswordHash::create(&password)).await??;
     let now = state.clock.now();
     let lifetime = state.settings.password_lifetime_days;
     let event = operator_event(&caller);

@@ -15,7 +15,7 @@ use crate::services::taxpayer::{
     self as svc, AccessChange, ApiAccessView, LoginRequest, LoginResponse, OtpMessage, PasswordChange,
     SessionView,
 };
-use crate::state::{AppState, blocking};
+use crate::state::AppState;
 use crate::tokens::TokenKind;
 use gsp_gateway_storage::DbConn;
 use gsp_gateway_storage::repo::taxpayers::TaxpayerRow;
@@ -40,7 +40,10 @@ async fn authenticate(
         .run(move |conn| Ok(svc::lookup_login(conn, &lookup)))
         .await??;
     let Some(row) = row else {
-        blocking(move || decoy_hash().as_ref().map(|h| h.verify(&password))).await?;
+        state
+            .heavy
+            .run(move || decoy_hash().as_ref().map(|h| h.verify(&password)))
+            .await?;
         return Err(ApiError::new(
             ErrorCode::InvalidCredentials,
             "the username or password is wrong",
@@ -48,7 +51,7 @@ async fn authenticate(
     };
     svc::ensure_unlocked(&row, now)?;
     let hash = PasswordHash::from_stored(row.password_hash.clone());
-    let matched = blocking(move || hash.verify(&password)).await??;
+    let matched = state.heavy.run(move || hash.verify(&password)).await??;
     let settings = state.settings.clone();
     let caller = caller.clone();
     if !matched {
@@ -158,7 +161,10 @@ pub async fn change_password(
     .await?;
     svc::check_new_password(&change)?;
     let new_password = change.new_password.clone();
-    let hash = blocking(move || PasswordHash::create(&new_password)).await??;
+    let hash = state
+        .heavy
+        .run(move || PasswordHash::create(&new_password))
+        .await??;
     let now = state.clock.now();
     state
         .db

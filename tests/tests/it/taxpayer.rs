@@ -19,7 +19,23 @@ on_both_backends!(
     a_taxpayer_token_only_opens_its_own_taxpayer_api,
     activity_and_audit_chain_record_every_change,
     tampering_with_the_audit_log_is_detected,
+    a_saturated_server_queues_then_sheds_logins,
 );
+
+/// The taxpayer's consecutive failed logins, as stored.
+async fn failed_logins(app: &TestApp, taxpayer: &TestTaxpayer) -> i32 {
+    let gstin = taxpayer.gstin.clone();
+    app.state
+        .db
+        .run(move |c| {
+            Ok(taxpayers::table
+                .filter(taxpayers::gstin.eq(gstin))
+                .select(taxpayers::failed_logins)
+                .first(c)?)
+        })
+        .await
+        .unwrap()
+}
 
 /// Logs in and returns the taxpayer token.
 pub async fn login(app: &TestApp, taxpayer: &TestTaxpayer) -> String {
@@ -211,18 +227,7 @@ async fn wrong_passwords_lock_the_account_for_fifteen_minutes(backend: Backend) 
             .await
             .assert_problem(401, "invalid_credentials");
     }
-    let gstin = taxpayer.gstin.clone();
-    let failures: i32 = app
-        .state
-        .db
-        .run(move |c| {
-            Ok(taxpayers::table
-                .filter(taxpayers::gstin.eq(gstin))
-                .select(taxpayers::failed_logins)
-                .first(c)?)
-        })
-        .await
-        .unwrap();
+    let failures = failed_logins(&app, &taxpayer).await;
     assert_eq!(failures, 4);
 
     app.post(
@@ -486,4 +491,40 @@ async fn concurrent_wrong_passwords_lock_after_five_all_the_same(backend: Backen
     app.post("/v1/taxpayer/login", Auth::None, right)
         .await
         .assert_problem(423, "account_locked");
+}
+
+/// Password hashing is bounded (one hash per core, a short queue): while every turn is taken a login
+/// waits in the queue and completes when a turn frees; with the queue full, the next is answered 503
+/// `service_unavailable` with `Retry-After` at once, and nothing is recorded for it.
+async fn a_saturated_server_queues_then_sheds_logins(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.heavy_work_queue = 1).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let right = json!({"username": taxpayer.username, "password": taxpayer.password});
+    let wrong = json!({"username": taxpayer.username, "password": "Wrong-Password-1"});
+    let turns = app.state.heavy.hold_all().await.unwrap();
+
+    let queued = app.post("/v1/taxpayer/login", Auth::None, right.clone());
+    let shed_then_release = async {
+        for _ in 0..400 {
+            if app.state.heavy.waiting() == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(app.state.heavy.waiting(), 1, "the first login waits for a turn");
+        let shed = app.post("/v1/taxpayer/login", Auth::None, wrong.clone()).await;
+        drop(turns);
+        shed
+    };
+    let (queued, shed) = tokio::join!(queued, shed_then_release);
+    shed.assert_problem(503, "service_unavailable");
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    queued.ok(200);
+
+    let failures = failed_logins(&app, &taxpayer).await;
+    assert_eq!(failures, 0, "a shed attempt is not a failed login");
+    assert_eq!(app.state.heavy.waiting(), 0);
+    app.post("/v1/taxpayer/login", Auth::None, wrong)
+        .await
+        .assert_problem(401, "invalid_credentials");
 }
