@@ -101,27 +101,40 @@ pub async fn follow_changes(state: Arc<AppState>) {
     }
 }
 
-/// Flushes session usage, evicts ended sessions and idle limiter keys, every few seconds.
+/// Runs [`housekeep`] every 15 seconds.
 pub async fn housekeeping(state: Arc<AppState>) {
     let mut ticker = tokio::time::interval(Duration::from_secs(15));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let now = state.clock.now();
-        if let Err(e) = state.view.flush_usage(&state.db, now).await {
-            tracing::debug!(error = %e, "session usage flush failed");
-        }
-        state.view.evict_ended(now - TimeDelta::minutes(1));
-        state.claims.evict_expired(now);
-        state.limits.retain_recent();
-        let at = to_db(now);
-        match state
-            .db
-            .run(move |conn| gsp_gateway_storage::repo::sessions::count_all_active(conn, at))
-            .await
-        {
-            Ok(active) => crate::metrics::set_active_sessions(active.max(0) as u64),
-            Err(e) => tracing::debug!(error = %e, "active session count failed"),
-        }
+        housekeep(&state).await;
+    }
+}
+
+/// One pass: flushes session usage, evicts ended sessions, expired tokens and idle limiter keys,
+/// deletes expired OTP inbox messages (the code in them is dead) and counts the active sessions.
+pub async fn housekeep(state: &AppState) {
+    let now = state.clock.now();
+    if let Err(e) = state.view.flush_usage(&state.db, now).await {
+        tracing::debug!(error = %e, "session usage flush failed");
+    }
+    state.view.evict_ended(now - TimeDelta::minutes(1));
+    state.claims.evict_expired(now);
+    state.limits.retain_recent();
+    let at = to_db(now);
+    if let Err(e) = state
+        .db
+        .run(move |conn| gsp_gateway_storage::repo::otp::purge_expired_inbox(conn, at))
+        .await
+    {
+        tracing::debug!(error = %e, "expired OTP messages not purged");
+    }
+    match state
+        .db
+        .run(move |conn| gsp_gateway_storage::repo::sessions::count_all_active(conn, at))
+        .await
+    {
+        Ok(active) => crate::metrics::set_active_sessions(active.max(0) as u64),
+        Err(e) => tracing::debug!(error = %e, "active session count failed"),
     }
 }

@@ -405,13 +405,14 @@ pub fn change_access(
         None => {
             access::put(conn, &row.id, &ApiAccess::Disabled, now)?;
             let revoked = sessions::revoke_all_for_taxpayer(conn, &row.id, "access_disabled", to_db(now))?;
+            let voided_otps = otp::void_all_pending(conn, &row.id)?;
             audit::append(
                 conn,
                 taxpayer_event(
                     row,
                     caller,
                     "access.disabled",
-                    json!({"revoked_sessions": revoked}),
+                    json!({"revoked_sessions": revoked, "voided_otps": voided_otps}),
                 ),
                 now,
             )?;

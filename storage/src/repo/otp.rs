@@ -210,6 +210,23 @@ pub fn inbox(
         .load(conn)?)
 }
 
+/// Voids every pending challenge of the taxpayer and deletes their inbox messages (access switched
+/// off: an OTP asked for before must not open a session after access is switched on again); returns
+/// how many were voided.
+pub fn void_all_pending(conn: &mut DbConn, taxpayer_id: &str) -> Result<usize, StorageError> {
+    diesel::delete(otp_inbox::table.filter(otp_inbox::taxpayer_id.eq(taxpayer_id))).execute(conn)?;
+    Ok(diesel::update(
+        otp_challenges::table
+            .filter(otp_challenges::taxpayer_id.eq(taxpayer_id))
+            .filter(otp_challenges::state.eq(PENDING)),
+    )
+    .set((
+        otp_challenges::state.eq(VOIDED),
+        otp_challenges::attempts_left.eq(0),
+    ))
+    .execute(conn)?)
+}
+
 /// Deletes every expired inbox message (housekeeping).
 pub fn purge_expired_inbox(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, StorageError> {
     Ok(diesel::delete(otp_inbox::table.filter(otp_inbox::expires_at.le(now))).execute(conn)?)

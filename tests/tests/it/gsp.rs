@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use gsp_gateway_api::services::provisioning;
 use gsp_gateway_domain::secret::sha256_hex;
 use gsp_gateway_storage::repo::gsp_clients;
-use gsp_gateway_storage::schema::{otp_challenges, refresh_tokens, sessions};
+use gsp_gateway_storage::schema::{otp_challenges, otp_inbox, refresh_tokens, sessions};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -32,6 +32,8 @@ on_both_backends!(
     a_client_disabled_after_it_authenticated_gets_no_session,
     concurrent_wrong_otps_are_each_counted,
     a_session_issued_while_access_is_switched_off_does_not_survive,
+    an_expired_otp_leaves_the_inbox_without_being_read,
+    switching_access_off_voids_the_pending_otps,
 );
 
 async fn setup(backend: Backend) -> (TestApp, TestTaxpayer, TestGsp) {
@@ -885,4 +887,58 @@ async fn a_session_issued_while_access_is_switched_off_does_not_survive(backend:
             app.disable_access(&taxpayer).await;
         }
     }
+}
+
+/// OTP messages in the inbox and challenges by state, as stored.
+async fn otp_rows(app: &TestApp) -> (i64, Vec<String>) {
+    app.state
+        .db
+        .run(|c| {
+            let messages = otp_inbox::table.count().get_result(c)?;
+            let states = otp_challenges::table
+                .select(otp_challenges::state)
+                .order(otp_challenges::created_at)
+                .load(c)?;
+            Ok((messages, states))
+        })
+        .await
+        .unwrap()
+}
+
+/// The inbox holds an OTP's message until the OTP expires, and then deletes it (housekeeping), also when
+/// the taxpayer never looks.
+async fn an_expired_otp_leaves_the_inbox_without_being_read(backend: Backend) {
+    let (app, taxpayer, gsp) = setup(backend).await;
+    app.enable_access(&taxpayer, 24).await;
+    app.request_otp(&gsp, &taxpayer).await.ok(202);
+    gsp_gateway_api::gateway::feed::housekeep(&app.state).await;
+    assert_eq!(otp_rows(&app).await.0, 1, "a live OTP's message stays");
+    app.advance(TimeDelta::minutes(10));
+    gsp_gateway_api::gateway::feed::housekeep(&app.state).await;
+    assert_eq!(otp_rows(&app).await.0, 0, "the expired code is gone");
+}
+
+/// Switching access off voids the OTPs asked for before (and deletes their messages) in the same
+/// transaction: an old code does not open a session once access is switched on again.
+async fn switching_access_off_voids_the_pending_otps(backend: Backend) {
+    let (app, taxpayer, gsp) = setup(backend).await;
+    app.enable_access(&taxpayer, 24).await;
+    app.request_otp(&gsp, &taxpayer).await.ok(202);
+    let code = app.otp_from_inbox(&taxpayer, &gsp).await;
+    app.disable_access(&taxpayer).await;
+    assert_eq!(otp_rows(&app).await, (0, vec!["voided".to_owned()]));
+    app.enable_access(&taxpayer, 24).await;
+    app.exchange_otp(&gsp, &taxpayer, &code)
+        .await
+        .assert_problem(401, "otp_expired");
+    let token = app.login(&taxpayer).await;
+    let activity = app.get("/v1/taxpayer/activity", Auth::Bearer(&token)).await;
+    let disabled = activity.ok(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "access.disabled")
+        .cloned()
+        .expect("the switch-off is in the activity");
+    assert_eq!(disabled["detail"]["voided_otps"], 1, "{disabled}");
 }
