@@ -125,8 +125,11 @@ impl r2d2::ManageConnection for ConnectionManager {
         conn.batch_execute("SELECT 1").map_err(StorageError::from)
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// A connection whose transaction could not be closed (a failed rollback, a panic inside the work)
+    /// is dropped, not pooled: it would hold SQLite's write lock or the audit chain's row lock.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        std::thread::panicking()
+            || <<DbConn as Connection>::TransactionManager as TransactionManager<DbConn>>::is_broken_transaction_manager(conn)
     }
 }
 
@@ -272,8 +275,10 @@ pub fn write_tx_as<T, E: From<StorageError>>(
     match conn {
         DbConn::Sqlite(inner) => AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
             .map_err(StorageError::from)?,
-        DbConn::Postgres(_) => {
-            <DbConn as Connection>::TransactionManager::begin_transaction(conn)
+        // READ COMMITTED named, not taken from the server's default: under REPEATABLE READ or
+        // SERIALIZABLE the row lock below would fail contended transactions instead of queueing them.
+        DbConn::Postgres(inner) => {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN ISOLATION LEVEL READ COMMITTED")
                 .map_err(StorageError::from)?;
             if let Err(error) = conn.batch_execute("SELECT 1 FROM audit_chain WHERE id = 1 FOR UPDATE") {
                 if let Err(rollback) = <DbConn as Connection>::TransactionManager::rollback_transaction(conn)

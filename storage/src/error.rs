@@ -35,7 +35,12 @@ impl From<DieselError> for StorageError {
             DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
                 Self::Unavailable(info.message().to_owned())
             }
-            DieselError::DatabaseError(_, info) if looks_like_lost_connection(info.message()) => {
+            DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+                Self::Unavailable(info.message().to_owned())
+            }
+            DieselError::DatabaseError(_, info)
+                if looks_like_lost_connection(info.message()) || looks_transient(info.message()) =>
+            {
                 Self::Unavailable(info.message().to_owned())
             }
             _ => Self::Database(error.to_string()),
@@ -55,6 +60,15 @@ impl From<diesel::ConnectionError> for StorageError {
     }
 }
 
+/// Contention that a retry resolves: a PostgreSQL deadlock victim, SQLite still locked after its
+/// busy timeout. Answered 503 (retry shortly), not 500.
+fn looks_transient(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("deadlock detected")
+        || m.contains("database is locked")
+        || m.contains("database table is locked")
+}
+
 fn looks_like_lost_connection(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     [
@@ -65,4 +79,35 @@ fn looks_like_lost_connection(message: &str) -> bool {
     ]
     .iter()
     .any(|needle| m.contains(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> StorageError {
+        DieselError::DatabaseError(kind, Box::new(message.to_owned())).into()
+    }
+
+    /// Contention a retry resolves is "unavailable" (503), not an internal error.
+    #[test]
+    fn contention_is_unavailable_not_a_database_error() {
+        for (kind, message) in [
+            (
+                DatabaseErrorKind::SerializationFailure,
+                "could not serialize access due to concurrent update",
+            ),
+            (DatabaseErrorKind::Unknown, "deadlock detected"),
+            (DatabaseErrorKind::Unknown, "database is locked"),
+        ] {
+            assert!(
+                matches!(database_error(kind, message), StorageError::Unavailable(_)),
+                "{message}"
+            );
+        }
+        assert!(matches!(
+            database_error(DatabaseErrorKind::Unknown, "syntax error at or near"),
+            StorageError::Database(_)
+        ));
+    }
 }

@@ -139,3 +139,58 @@ async fn postgres_going_away_answers_503_quickly_and_recovers_by_itself() {
         .await
         .assert_problem(403, "api_access_disabled");
 }
+
+/// Write transactions name READ COMMITTED: on a server whose default is SERIALIZABLE (as some
+/// PostgreSQL-compatible databases have), contended writes still queue on the audit chain's row lock
+/// instead of failing. Ten concurrent wrong OTPs are each counted, as at the default level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set TEST_POSTGRES_URL and run with --ignored"]
+async fn contended_writes_queue_under_a_serializable_server_default() {
+    let app = spawn_app_with(Backend::Postgres, |s| {
+        s.database_url
+            .push_str("?options=-c%20default_transaction_isolation%3Dserializable");
+    })
+    .await;
+    let level: String = app
+        .state
+        .db
+        .run(|c| {
+            use diesel::prelude::*;
+            #[derive(QueryableByName)]
+            struct Level {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                default_transaction_isolation: String,
+            }
+            let rows: Vec<Level> = diesel::sql_query("SHOW default_transaction_isolation").load(c)?;
+            Ok(rows
+                .into_iter()
+                .next()
+                .map(|l| l.default_transaction_isolation)
+                .unwrap_or_default())
+        })
+        .await
+        .unwrap();
+    assert_eq!(level, "serializable", "the server default the test is about");
+    let taxpayer = app.create_taxpayer(0).await;
+    let gsp = app.create_gsp("Acme GSP").await;
+    app.enable_access(&taxpayer, 24).await;
+    app.request_otp(&gsp, &taxpayer).await.ok(202);
+    let otp = app.otp_from_inbox(&taxpayer, &gsp).await;
+    let wrong = if otp == "000000" { "000001" } else { "000000" };
+    let answers =
+        futures_util::future::join_all((0..10).map(|_| app.exchange_otp(&gsp, &taxpayer, wrong))).await;
+    let mut remaining: Vec<i64> = answers
+        .iter()
+        .filter(|r| r.code() == "invalid_otp")
+        .map(|r| r.body["attempts_remaining"].as_i64().unwrap())
+        .collect();
+    remaining.sort();
+    let codes: Vec<&str> = answers.iter().map(|r| r.code()).collect();
+    assert_eq!(remaining, vec![1, 2, 3, 4], "{codes:?}");
+    let count = |code: &str| codes.iter().filter(|c| **c == code).count();
+    assert_eq!(
+        (count("otp_attempts_exceeded"), count("otp_expired")),
+        (1, 5),
+        "{codes:?}"
+    );
+}
