@@ -1,6 +1,7 @@
 //! Who is calling: extractors for the operator, taxpayers, and the caller's audit facts.
 
 use std::future::{Ready, ready};
+use std::net::{IpAddr, SocketAddr};
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -101,10 +102,99 @@ impl FromRequest for Taxpayer {
     }
 }
 
+/// The reverse proxies whose forwarding headers name the client (`trusted_proxies`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// Parses addresses (`10.1.2.3`) and CIDR ranges (`10.0.0.0/8`); blank entries are skipped.
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        entries
+            .iter()
+            .map(|entry| entry.trim())
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("trusted_proxies: {entry:?} is neither an address nor a CIDR range"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client of a connection from `peer`: the peer itself unless it is a trusted proxy; then the
+    /// nearest untrusted address its forwarding headers name (`Forwarded: for=`, else
+    /// `X-Forwarded-For`, read from the right, since a proxy appends), or the farthest when all are
+    /// trusted. A stranger's own forwarding headers are never believed.
+    pub fn client_ip(&self, peer: IpAddr, headers: &header::HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer.to_canonical();
+        }
+        let chain = forwarded_chain(headers);
+        chain
+            .iter()
+            .rev()
+            .find(|ip| !self.trusts(**ip))
+            .or(chain.first())
+            .copied()
+            .unwrap_or(peer)
+            .to_canonical()
+    }
+}
+
+/// The addresses a request's forwarding headers name, in order: `Forwarded`'s `for=` when it has any,
+/// else `X-Forwarded-For`. Entries that are not addresses (`unknown`, obfuscated names) are skipped.
+fn forwarded_chain(headers: &header::HeaderMap) -> Vec<IpAddr> {
+    let values = |name| {
+        headers
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+    };
+    let forwarded: Vec<IpAddr> = values(header::FORWARDED)
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (key, value) = pair.trim().split_once('=')?;
+                key.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then(|| node_address(value))?
+            })
+        })
+        .collect();
+    if !forwarded.is_empty() {
+        return forwarded;
+    }
+    values(header::X_FORWARDED_FOR).filter_map(node_address).collect()
+}
+
+/// `192.0.2.60`, `"192.0.2.60:4711"`, `"[2001:db8::1]:4711"` or `2001:db8::1`: the address.
+fn node_address(text: &str) -> Option<IpAddr> {
+    let text = text.trim().trim_matches('"');
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| text.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+}
+
+/// The client's address as the audit log records it (see [`TrustedProxies::client_ip`]).
+pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    Some(match req.app_data::<web::Data<AppState>>() {
+        Some(state) => state.trusted_proxies.client_ip(peer, req.headers()),
+        None => peer,
+    })
+}
+
 /// What the audit log records of any caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The client's address (from the connection, or the proxy's forwarding headers).
+    /// The client's address: the connection's, or a trusted proxy's forwarding headers'.
     pub ip: Option<String>,
     /// The request id.
     pub request_id: String,
@@ -117,11 +207,7 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let ip = req.connection_info().realip_remote_addr().map(|a| {
-            a.parse::<std::net::SocketAddr>()
-                .map(|s| s.ip().to_string())
-                .unwrap_or_else(|_| a.to_owned())
-        });
+        let ip = client_ip(req).map(|ip| ip.to_string());
         let request_id = req
             .extensions()
             .get::<RequestId>()
@@ -131,5 +217,93 @@ impl FromRequest for Caller {
             request_id,
             txn: None,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+
+    fn headers(fields: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in fields {
+            map.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn defaults() -> TrustedProxies {
+        let entries: Vec<String> = crate::settings::DEFAULT_TRUSTED_PROXIES
+            .iter()
+            .map(|&e| e.to_owned())
+            .collect();
+        TrustedProxies::parse(&entries).unwrap()
+    }
+
+    #[test]
+    fn a_strangers_forwarding_headers_are_not_believed() {
+        let xff = headers(&[("x-forwarded-for", "198.51.100.7")]);
+        assert_eq!(defaults().client_ip(ip("203.0.113.9"), &xff), ip("203.0.113.9"));
+        let none = TrustedProxies::parse(&[]).unwrap();
+        assert_eq!(none.client_ip(ip("127.0.0.1"), &xff), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_nearest_untrusted_address() {
+        let proxies = defaults();
+        let peer = ip("10.0.0.5");
+        let cases = [
+            (headers(&[("x-forwarded-for", "198.51.100.7")]), "198.51.100.7"),
+            // The caller's own entries are on the left; each proxy appends on the right.
+            (
+                headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.7")]),
+                "198.51.100.7",
+            ),
+            (
+                headers(&[
+                    ("x-forwarded-for", "6.6.6.6"),
+                    ("x-forwarded-for", "198.51.100.7"),
+                ]),
+                "198.51.100.7",
+            ),
+            (
+                headers(&[
+                    ("forwarded", "for=\"[2001:db8::1]:4711\";proto=https"),
+                    ("x-forwarded-for", "198.51.100.7"),
+                ]),
+                "2001:db8::1",
+            ),
+            // nginx (deploy/nginx.conf) blanks Forwarded and sets X-Forwarded-For.
+            (
+                headers(&[("forwarded", ""), ("x-forwarded-for", "198.51.100.7")]),
+                "198.51.100.7",
+            ),
+            (
+                headers(&[("x-forwarded-for", "unknown, 198.51.100.7:443")]),
+                "198.51.100.7",
+            ),
+            (headers(&[("x-forwarded-for", "10.0.0.8")]), "10.0.0.8"),
+            (headers(&[]), "10.0.0.5"),
+        ];
+        for (fields, expected) in cases {
+            assert_eq!(proxies.client_ip(peer, &fields), ip(expected), "{fields:?}");
+        }
+        let mapped = ip("::ffff:127.0.0.1");
+        let xff = headers(&[("x-forwarded-for", "198.51.100.7")]);
+        assert_eq!(proxies.client_ip(mapped, &xff), ip("198.51.100.7"));
+    }
+
+    #[test]
+    fn entries_are_addresses_or_ranges() {
+        let parsed = TrustedProxies::parse(&["10.1.2.3".into(), " ".into(), "fd00::/8".into()]).unwrap();
+        assert!(parsed.trusts(ip("10.1.2.3")) && parsed.trusts(ip("fd12::1")));
+        assert!(!parsed.trusts(ip("10.1.2.4")));
+        assert!(TrustedProxies::parse(&["banana".into()]).is_err());
+        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
     }
 }

@@ -28,6 +28,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Loopback and private networks: where a reverse proxy in front of the gateway runs (the compose file's
+/// nginx, a Kubernetes ingress), and where no stranger on the internet connects from.
+pub const DEFAULT_TRUSTED_PROXIES: [&str; 6] = [
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+];
+
 /// Everything the gateway is configured with. See the README's configuration table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,6 +60,9 @@ pub struct Settings {
     /// Requests that may wait for a password hash or an RSA decryption while one runs per core; more
     /// are answered 503 at once.
     pub heavy_work_queue: usize,
+    /// Peers (addresses or CIDR ranges) whose `Forwarded`/`X-Forwarded-For` headers name the client
+    /// recorded in the audit log; any other peer is recorded as itself.
+    pub trusted_proxies: Vec<String>,
     /// Log format.
     pub log_format: LogFormat,
     /// `iss` of every token the gateway issues.
@@ -116,6 +130,7 @@ impl Default for Settings {
             workers: None,
             max_body_bytes: 1024 * 1024,
             heavy_work_queue: 64,
+            trusted_proxies: DEFAULT_TRUSTED_PROXIES.iter().map(|&r| r.to_owned()).collect(),
             log_format: LogFormat::Text,
             issuer: "gsp-gateway".into(),
             access_token_ttl_secs: 6 * 3600,
@@ -183,6 +198,7 @@ impl Settings {
         if let Some(url) = self.upstream_url.as_deref() {
             crate::gateway::forward::check_upstream_url(url)?;
         }
+        crate::auth::TrustedProxies::parse(&self.trusted_proxies)?;
         Ok(())
     }
 }
@@ -262,6 +278,15 @@ pub struct ServeArgs {
     /// GST System dialect: fixed sandbox OTP, e.g. 102030 (development only)
     #[arg(long, global = true, env = "GSP_GATEWAY_GSTN_SANDBOX_OTP")]
     pub gstn_sandbox_otp: Option<String>,
+    /// Comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For/Forwarded
+    /// name the client; an empty value trusts none [default: loopback and private networks]
+    #[arg(
+        long,
+        global = true,
+        env = "GSP_GATEWAY_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 macro_rules! overlay {
@@ -297,6 +322,7 @@ impl ServeArgs {
                 client_burst,
                 upstream_timeout_ms,
                 change_feed_interval_ms,
+                trusted_proxies,
             ],
             [
                 admin_token,

@@ -68,6 +68,8 @@ impl Application {
         let workers = settings.workers;
         let settings_connect_timeout = settings.upstream_connect_timeout_ms;
         let settings_heavy_work_queue = settings.heavy_work_queue;
+        let trusted_proxies =
+            crate::auth::TrustedProxies::parse(&settings.trusted_proxies).map_err(StartupError::Config)?;
         let limits = crate::gateway::Limits::new(&settings);
         let upstream_tls = crate::gateway::forward::tls_config(&settings).map_err(StartupError::Config)?;
         let state = web::Data::new(AppState {
@@ -85,6 +87,7 @@ impl Application {
             limits: std::sync::Arc::new(limits),
             gstn: std::sync::Arc::new(gstn),
             heavy: std::sync::Arc::new(crate::state::HeavyWork::per_core(settings_heavy_work_queue)),
+            trusted_proxies: std::sync::Arc::new(trusted_proxies),
         });
         tracing::info!(port, backend = state.db.backend(), "gsp-gateway listening");
 

@@ -35,6 +35,8 @@ pub struct AppState {
     pub gstn: Arc<crate::gstn::GstnKeys>,
     /// Password hashing and RSA decryption, bounded.
     pub heavy: Arc<HeavyWork>,
+    /// Whose forwarding headers name the client in the audit log.
+    pub trusted_proxies: Arc<crate::auth::TrustedProxies>,
 }
 
 /// CPU- and memory-heavy work that strangers can set off: an argon2id hash (19 MiB and tens of

@@ -333,7 +333,7 @@ pub fn caller(req: &HttpRequest, request_id: String) -> Caller {
     let ip = header(headers, "ip-usr")
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
-        .or_else(|| req.connection_info().realip_remote_addr().map(str::to_owned));
+        .or_else(|| crate::auth::client_ip(req).map(|ip| ip.to_string()));
     let txn = header(headers, "txn")
         .filter(|v| !v.is_empty())
         .map(|t| t.chars().take(64).collect());

@@ -20,6 +20,7 @@ on_both_backends!(
     activity_and_audit_chain_record_every_change,
     tampering_with_the_audit_log_is_detected,
     a_saturated_server_queues_then_sheds_logins,
+    the_audit_records_a_forwarded_client_only_from_a_trusted_proxy,
 );
 
 /// The taxpayer's consecutive failed logins, as stored.
@@ -527,4 +528,38 @@ async fn a_saturated_server_queues_then_sheds_logins(backend: Backend) {
     app.post("/v1/taxpayer/login", Auth::None, wrong)
         .await
         .assert_problem(401, "invalid_credentials");
+}
+
+/// The address a failed login is recorded with: the one `X-Forwarded-For` names when the connection
+/// comes from a trusted proxy (the tests connect from loopback, trusted by default), the connection's
+/// own when no proxy is trusted.
+async fn the_audit_records_a_forwarded_client_only_from_a_trusted_proxy(backend: Backend) {
+    for (trusted, expected) in [(None, "198.51.100.7"), (Some(Vec::new()), "127.0.0.1")] {
+        let app = spawn_app_with(backend, |s| {
+            if let Some(list) = trusted {
+                s.trusted_proxies = list;
+            }
+        })
+        .await;
+        let taxpayer = app.create_taxpayer(0).await;
+        let failed = app
+            .client
+            .post(format!("{}/v1/taxpayer/login", app.address))
+            .header("X-Forwarded-For", "198.51.100.7")
+            .json(&json!({"username": taxpayer.username, "password": "Wrong-Password-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(failed.status().as_u16(), 401);
+        let token = login(&app, &taxpayer).await;
+        let activity = app.get("/v1/taxpayer/activity", Auth::Bearer(&token)).await;
+        let event = activity.ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "login.failed")
+            .cloned()
+            .expect("the failed login is recorded");
+        assert_eq!(event["ip"], expected, "{event}");
+    }
 }
