@@ -92,7 +92,10 @@ pub async fn create_gsp(
         .db
         .run(move |conn| Ok(provisioning::create_gsp(conn, body.0, now, event)))
         .await??;
-    Ok(HttpResponse::Created().json(created))
+    // The secret is shown once: no cache (a proxy's or the operator's tool's) may keep it.
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(created))
 }
 
 /// Read the audit log, newest first, optionally for one GSTIN.

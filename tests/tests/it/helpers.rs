@@ -325,6 +325,11 @@ impl TestApp {
             .post("/v1/admin/gsps", Auth::Bearer(ADMIN_TOKEN), json!({"name": name}))
             .await;
         let body = resp.ok(201);
+        assert_eq!(
+            resp.header("cache-control"),
+            Some("no-store"),
+            "the secret is shown once"
+        );
         TestGsp {
             client_id: body["client_id"].as_str().unwrap().into(),
             client_secret: body["client_secret"].as_str().unwrap().into(),
