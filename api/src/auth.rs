@@ -83,6 +83,8 @@ impl FromRequest for Operator {
 pub struct Taxpayer {
     /// The taxpayer's GSTIN (the token's `sub`).
     pub gstin: String,
+    /// When the token was issued (`iat`, Unix seconds): a token older than the password is refused.
+    pub issued_at: i64,
 }
 
 impl FromRequest for Taxpayer {
@@ -97,7 +99,10 @@ impl FromRequest for Taxpayer {
                 .keys
                 .verify(token, TokenKind::Taxpayer, state.clock.now())
                 .map_err(|e| token_refused(e, "taxpayer"))?;
-            Ok(Taxpayer { gstin: claims.sub })
+            Ok(Taxpayer {
+                gstin: claims.sub,
+                issued_at: claims.iat,
+            })
         })())
     }
 }

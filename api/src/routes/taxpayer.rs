@@ -72,7 +72,10 @@ async fn for_taxpayer<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     state
         .db
-        .run(move |conn| Ok(svc::require_taxpayer(conn, &taxpayer.gstin).and_then(|row| work(conn, &row))))
+        .run(move |conn| {
+            Ok(svc::require_taxpayer(conn, &taxpayer.gstin, taxpayer.issued_at)
+                .and_then(|row| work(conn, &row)))
+        })
         .await?
 }
 

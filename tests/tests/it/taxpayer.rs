@@ -293,7 +293,39 @@ async fn password_changes_follow_the_policy(backend: Backend) {
     )
     .await
     .assert_problem(401, "invalid_credentials");
-    login(&app, &taxpayer).await;
+    let before = login(&app, &taxpayer).await;
+    app.get("/v1/taxpayer/api-access", Auth::Bearer(&before))
+        .await
+        .ok(200);
+
+    // A changed password ends the taxpayer tokens issued before it (a stolen one included).
+    app.advance(TimeDelta::seconds(1));
+    app.post(
+        "/v1/taxpayer/password",
+        Auth::None,
+        change(PASSWORD, "Fresh-Start-2027"),
+    )
+    .await
+    .ok(204);
+    let refused = app.get("/v1/taxpayer/api-access", Auth::Bearer(&before)).await;
+    refused.assert_problem(401, "token_invalid");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("password was changed")
+    );
+    let after = login(
+        &app,
+        &TestTaxpayer {
+            password: "Fresh-Start-2027".into(),
+            ..taxpayer.clone()
+        },
+    )
+    .await;
+    app.get("/v1/taxpayer/api-access", Auth::Bearer(&after))
+        .await
+        .ok(200);
 }
 
 async fn a_taxpayer_token_only_opens_its_own_taxpayer_api(backend: Backend) {
