@@ -192,7 +192,9 @@ pub(super) fn session_facts<'a>(
     ]
 }
 
-/// Checks an upstream URL: `http://` or `https://`, a host, an optional port and path prefix, no query.
+/// Checks an upstream URL: `http://` or `https://`, a host, an optional port and path prefix, no query
+/// and no user info (`user:password@` would end up in the `Host` field, and credentials for the upstream
+/// do not belong in a URL that is logged and shown).
 pub fn check_upstream_url(url: &str) -> Result<(), String> {
     parse_base(url).map(|_| ())
 }
@@ -213,6 +215,14 @@ fn parse_base(url: &str) -> Result<Base, String> {
         .authority()
         .cloned()
         .ok_or_else(|| format!("upstream URL {url:?} names no host"))?;
+    if authority.as_str().contains('@') {
+        // Not echoed: the part before the host is a password.
+        return Err(format!(
+            "the upstream URL must not carry user info (user:password@ before {}): the gateway sends no \
+             credentials to the upstream",
+            authority.host()
+        ));
+    }
     Ok(Base {
         scheme,
         authority,
@@ -703,6 +713,26 @@ mod tests {
             "",
         ] {
             assert!(check_upstream_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_info_in_the_upstream_url_stops_start_up() {
+        for url in [
+            "http://user:secret@gst.internal/",
+            "https://user@gst.internal:8443/prefix",
+            "http://:secret@127.0.0.1:9000",
+        ] {
+            let settings = Settings {
+                upstream_url: Some(url.into()),
+                ..Default::default()
+            };
+            let refusal = settings.validate().expect_err(url);
+            assert!(refusal.contains("user info"), "{refusal}");
+            assert!(
+                !refusal.contains("secret"),
+                "the password is not echoed: {refusal}"
+            );
         }
     }
 }
