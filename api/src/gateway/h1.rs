@@ -547,6 +547,11 @@ enum Decoded {
 fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Decoded, &'static str> {
     loop {
         match *state {
+            // httparse reads a line without a digit ("\r\n", " \r\n", ";x\r\n") as size 0, the last
+            // chunk: a garbled body would end early and look complete. The grammar wants 1*HEXDIG first.
+            Chunk::Size if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                return Err("chunk size without a digit");
+            }
             Chunk::Size => match httparse::parse_chunk_size(buf) {
                 Ok(httparse::Status::Complete((used, size))) => {
                     let _ = buf.split_to(used);
@@ -765,12 +770,24 @@ mod tests {
 
     #[test]
     fn malformed_chunks_are_refused() {
-        for wire in [&b"zz\r\n"[..], b"3\r\nabcX\r\n", b"3\r\nabc\r\nq\r\n"] {
-            assert!(
-                decode_all(wire, 64).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(wire)
-            );
+        for wire in [
+            &b"zz\r\n"[..],
+            b"3\r\nabcX\r\n",
+            b"3\r\nabc\r\nq\r\n",
+            // A size line without a digit is not the last chunk.
+            b"\r\n",
+            b"5\r\nhello\r\n\r\n\r\n",
+            b"5\r\nhello\r\n \r\n\r\n",
+            b"5\r\nhello\r\n;x\r\n\r\n",
+            b"5\r\nhello\r\n\t0\r\n\r\n",
+        ] {
+            for split in [1, 64] {
+                assert!(
+                    decode_all(wire, split).is_err(),
+                    "{:?} in pieces of {split}",
+                    String::from_utf8_lossy(wire)
+                );
+            }
         }
     }
 
