@@ -478,8 +478,11 @@ pub async fn forward(
     }
     // A GET or HEAD with a chunked body is read whole and sent with its length, as nginx does: an
     // upstream that ignores bodies on these methods must not take the chunks for the next request.
-    let read_whole =
-        declared.is_none() && req.head().chunked() && [Method::GET, Method::HEAD].contains(req.method());
+    // (A `Transfer-Encoding` field, not `req.head().chunked()`: that is actix's flag for chunking an
+    // answer, set on every request, and would send a bodiless GET with `content-length: 0`.)
+    let read_whole = declared.is_none()
+        && req.headers().contains_key(header::TRANSFER_ENCODING)
+        && [Method::GET, Method::HEAD].contains(req.method());
     let incoming = if read_whole || upstream.h1.is_some() && super::h1::suits(req, declared) {
         let body = crate::json::read_body(payload, upstream.max_body).await?;
         if let Some(pool) = &upstream.h1 {
@@ -733,6 +736,72 @@ mod tests {
                 !refusal.contains("secret"),
                 "the password is not echoed: {refusal}"
             );
+        }
+    }
+}
+
+/// `forward` through hyper's client (as for an `https://` upstream) against a scripted upstream on a raw
+/// socket: what goes out, and how the answer's framing comes back.
+#[cfg(test)]
+mod hyper_path {
+    use actix_web::FromRequest;
+    use actix_web::test::TestRequest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// An upstream that answers every request with `answer` on a connection of its own, and reports
+    /// each request head it reads.
+    async fn scripted(
+        answer: &'static [u8],
+    ) -> (UpstreamClient, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let settings = Settings {
+            upstream_url: Some(format!("http://{}", listener.local_addr().unwrap())),
+            ..Default::default()
+        };
+        let mut client = UpstreamClient::new(&settings, tls_config(&settings).unwrap());
+        client.h1 = None;
+        let (heads, seen) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut chunk = [0u8; 4096];
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = heads.send(String::from_utf8_lossy(&buf).to_ascii_lowercase());
+                let _ = socket.write_all(answer).await;
+            }
+        });
+        (client, seen)
+    }
+
+    async fn call(client: &UpstreamClient, req: TestRequest) -> HttpResponse {
+        let (req, mut payload) = req.uri("/v1/gst/x").to_http_parts();
+        let payload = web::Payload::from_request(&req, &mut payload).await.unwrap();
+        let ctx = GstContext {
+            gstin: "27AAPFU0939F1ZV".into(),
+            client_id: "client".into(),
+            session_id: "session".into(),
+        };
+        forward(client, &ctx, &req, payload)
+            .await
+            .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e))
+    }
+
+    #[actix_web::test]
+    async fn a_call_without_a_body_is_sent_without_a_length() {
+        let (client, mut seen) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        for req in [TestRequest::get(), TestRequest::default().method(Method::HEAD)] {
+            let answer = call(&client, req).await;
+            assert_eq!(answer.status(), 200);
+            let head = seen.recv().await.unwrap();
+            assert!(!head.contains("content-length"), "{head}");
+            assert!(!head.contains("transfer-encoding"), "{head}");
         }
     }
 }
