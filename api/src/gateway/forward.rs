@@ -20,6 +20,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::{Stream, StreamExt};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
+use hyper::body::Body as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -571,8 +572,13 @@ pub async fn forward(
     }
     let head_request = req.method() == actix_web::http::Method::HEAD;
     if head_request || matches!(status.as_u16(), 204 | 304) {
+        // The length a GET would have had, unless a transfer coding beside it makes it meaningless.
+        let length = length.filter(|_| !answer.headers().contains_key(http::header::TRANSFER_ENCODING));
         return Ok(bodiless(response, status, head_request, length));
     }
+    // The body's length as hyper frames it: exact only when `Content-Length` frames it, which it does not
+    // beside a `Transfer-Encoding` (RFC 9112 §6.3), whatever the field says.
+    let length = answer.body().size_hint().exact();
     // A small answer of declared length is read whole before its head goes out, as nginx buffers
     // answers: one write towards the client, and an upstream that stalls mid-body gets a clean 504.
     if let Some(length) = length.filter(|n| *n <= BUFFERED_ANSWER_BYTES) {
@@ -803,5 +809,38 @@ mod hyper_path {
             assert!(!head.contains("content-length"), "{head}");
             assert!(!head.contains("transfer-encoding"), "{head}");
         }
+    }
+
+    #[actix_web::test]
+    async fn a_length_beside_a_transfer_coding_is_ignored() {
+        // Chunks of 5 and 6 bytes beside a length shorter (buffered) or longer (streamed) than them.
+        for wire in [
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 100000\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        ] {
+            let (client, _seen) = scripted(wire).await;
+            let answer = call(&client, TestRequest::get()).await;
+            assert_eq!(answer.status(), 200);
+            assert!(answer.headers().get("content-length").is_none());
+            let body = actix_web::body::to_bytes(answer.into_body()).await.unwrap();
+            assert_eq!(&body[..], b"hello world");
+        }
+        // A HEAD's answer passes no length on either: it says nothing of what a GET would get.
+        let (client, _seen) =
+            scripted(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 100000\r\n\r\n")
+                .await;
+        let answer = call(&client, TestRequest::default().method(Method::HEAD)).await;
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            actix_web::body::MessageBody::size(answer.body()),
+            actix_web::body::BodySize::Stream
+        );
+        // Without the coding, the length is the answer's (as before).
+        let (client, _seen) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n").await;
+        let answer = call(&client, TestRequest::default().method(Method::HEAD)).await;
+        assert_eq!(
+            actix_web::body::MessageBody::size(answer.body()),
+            actix_web::body::BodySize::Sized(100_000)
+        );
     }
 }

@@ -283,7 +283,7 @@ enum Framing {
 struct Head {
     status: StatusCode,
     fields: Vec<(HeaderName, HeaderValue)>,
-    /// The declared `Content-Length`.
+    /// The declared `Content-Length`, unless a `Transfer-Encoding` is declared too.
     length: Option<u64>,
     framing: Framing,
     keep_alive: bool,
@@ -418,7 +418,8 @@ fn owned_head(answer: &httparse::Response<'_, '_>, head_request: bool) -> Result
     Ok(Head {
         status,
         fields,
-        length,
+        // Beside a transfer coding a length means nothing, also as the length a HEAD's GET would have had.
+        length: length.filter(|_| chunked.is_none()),
         framing,
         keep_alive,
     })
@@ -829,6 +830,17 @@ mod tests {
             Ok((Framing::Chunked(Chunk::Size), false)),
             "a length beside a coding is ignored, the connection not reused"
         );
+        for head_request in [false, true] {
+            let coded = head(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+                head_request,
+            );
+            assert_eq!(
+                coded.map(|h| h.length),
+                Ok(None),
+                "nor passed on (HEAD: {head_request})"
+            );
+        }
         assert_eq!(
             framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", false),
             Ok((Framing::UntilClose, false))

@@ -316,7 +316,8 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
 /// `/until-close` without a length (the body ends when it closes), `/hang-up` answers and then closes
 /// the connection without saying so. Misbehaviours: `/late-extra` answers, then sends a second answer
 /// nobody asked for; `/endless-chunk-line` starts a chunk-size line that never ends; `/not-modified`
-/// is a 304 with a length; `/switch` a 101. `/body-length` answers `{"length":<request body bytes>}`,
+/// is a 304 with a length; `/switch` a 101; `/chunked-with-length` is chunked with a `Content-Length`
+/// that does not match. `/body-length` answers `{"length":<request body bytes>}`,
 /// anything else `{"n":<connections so far>}`.
 async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -397,6 +398,9 @@ async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
                             format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
                         }
                         "/not-modified" => b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\ncontent-length: 777\r\n\r\n".to_vec(),
+                        "/chunked-with-length" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 100000\r\n\r\n\
+                            6\r\nfirst \r\n7\r\nsecond \r\n5\r\nthird\r\n0\r\n\r\n"
+                            .to_vec(),
                         "/switch" => b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n".to_vec(),
                         "/hang-up" => {
                             let _ = socket
@@ -497,6 +501,16 @@ async fn forwarding_withstands_an_upstream_that_misbehaves(backend: Backend) {
             get("/taxpayer").await.status().as_u16(),
             200,
             "the caller's connection is still in step after a {method} 304"
+        );
+
+        // A length beside a transfer coding is ignored (RFC 9112 §6.3): the chunks are the body.
+        let resp = call(method.clone(), "/chunked-with-length").await;
+        assert_eq!(resp.status().as_u16(), 200, "{method}");
+        assert!(resp.headers().get("content-length").is_none(), "{method}");
+        assert_eq!(
+            resp.bytes().await.unwrap(),
+            &b"first second third"[..],
+            "{method}"
         );
     }
 
