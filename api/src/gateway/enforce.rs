@@ -109,6 +109,7 @@ pub async fn gateway(
     };
     let headers = response.headers_mut();
     headers.insert(RATELIMIT_POLICY, state.limits.policy_header());
+    // Set already only on the gateway's own 429: an upstream's `RateLimit` is not passed back.
     if !headers.contains_key(RATELIMIT) {
         let verdict = verdict.unwrap_or_else(|| state.limits.uncounted());
         headers.insert(RATELIMIT, verdict.header_value());

@@ -1,6 +1,7 @@
 //! Forwarding `/v1/gst/…` to the configured upstream GST service: method, path under the prefix, query
 //! and body streamed; `Authorization` and hop-by-hop headers dropped; the session's facts added. The
-//! upstream's answers pass through, except its failures (5xx), which become 502 `upstream_unavailable`.
+//! upstream's answers pass through, except its failures (5xx), which become 502 `upstream_unavailable`,
+//! and its own `RateLimit` fields, which give way to the gateway's.
 //!
 //! The client is hyper's pooled HTTP/1.1 client, one per worker thread (connections live on the runtime
 //! that uses them), speaking TLS (rustls) to an https:// upstream. One deadline covers the whole exchange:
@@ -71,9 +72,14 @@ pub(super) fn forwardable(name: &HeaderName, listed: &[String]) -> bool {
         && name != "x-request-id"
 }
 
-/// True when an answer field (lower case, not `content-length`) passes back to the caller.
+/// True when an answer field (lower case, not `content-length`) passes back to the caller. The
+/// upstream's own `RateLimit` and `RateLimit-Policy` do not: every answer under `/v1/gst/` carries the
+/// gateway's (see [`super::enforce::gateway`]).
 pub(super) fn passes_back(name: &str, listed: &[String]) -> bool {
-    !HOP_BY_HOP.contains(&name) && !listed.iter().any(|l| l == name)
+    !HOP_BY_HOP.contains(&name)
+        && name != "ratelimit"
+        && name != "ratelimit-policy"
+        && !listed.iter().any(|l| l == name)
 }
 
 /// The caller's status for an upstream's: its own, except that a failure (5xx) is 502.

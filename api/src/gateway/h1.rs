@@ -909,9 +909,10 @@ mod tests {
     }
 
     #[test]
-    fn hop_by_hop_and_listed_fields_stay_behind() {
+    fn hop_by_hop_listed_and_rate_limit_fields_stay_behind() {
         let head = head(
-            "HTTP/1.1 200 OK\r\nConnection: x-private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nConnection: x-private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\n\
+             RateLimit: \"upstream\";r=0;t=9\r\nratelimit-policy: \"upstream\";q=1;w=9\r\ncontent-length: 0\r\n\r\n",
             false,
         )
         .unwrap();

@@ -317,7 +317,7 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
 /// the connection without saying so. Misbehaviours: `/late-extra` answers, then sends a second answer
 /// nobody asked for; `/endless-chunk-line` starts a chunk-size line that never ends; `/not-modified`
 /// is a 304 with a length; `/switch` a 101; `/chunked-with-length` is chunked with a `Content-Length`
-/// that does not match. `/body-length` answers `{"length":<request body bytes>}`,
+/// that does not match; `/ratelimit` carries rate-limit fields of its own. `/body-length` answers `{"length":<request body bytes>}`,
 /// anything else `{"n":<connections so far>}`.
 async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -400,6 +400,9 @@ async fn spawn_raw_upstream() -> (String, Arc<AtomicUsize>) {
                         "/not-modified" => b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\ncontent-length: 777\r\n\r\n".to_vec(),
                         "/chunked-with-length" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 100000\r\n\r\n\
                             6\r\nfirst \r\n7\r\nsecond \r\n5\r\nthird\r\n0\r\n\r\n"
+                            .to_vec(),
+                        "/ratelimit" => b"HTTP/1.1 200 OK\r\nratelimit: \"upstream\";r=0;t=60\r\n\
+                            RateLimit-Policy: \"upstream\";q=1;w=60\r\ncontent-length: 2\r\n\r\nok"
                             .to_vec(),
                         "/switch" => b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n".to_vec(),
                         "/hang-up" => {
@@ -512,6 +515,16 @@ async fn forwarding_withstands_an_upstream_that_misbehaves(backend: Backend) {
             &b"first second third"[..],
             "{method}"
         );
+
+        // The upstream's rate-limit fields give way to the gateway's.
+        let resp = call(method.clone(), "/ratelimit").await;
+        assert_eq!(resp.status().as_u16(), 200, "{method}");
+        for name in ["ratelimit", "ratelimit-policy"] {
+            let values: Vec<_> = resp.headers().get_all(name).iter().collect();
+            assert_eq!(values.len(), 1, "{method} {name}: {values:?}");
+            let value = values[0].to_str().unwrap();
+            assert!(!value.contains("upstream"), "{method} {name}: {value}");
+        }
     }
 
     let before = accepted.load(Ordering::SeqCst);
