@@ -66,10 +66,29 @@ pub(super) fn forwardable(name: &HeaderName, listed: &[String]) -> bool {
         && name != "authorization"
         && name != "content-length"
         && !HOP_BY_HOP.contains(&name)
-        && !name.starts_with("x-taxpayer-")
-        && !name.starts_with("x-gsp-")
-        && name != "x-session-id"
-        && name != "x-request-id"
+        && !names_session_fact(name)
+}
+
+/// True when a (lower-case) field name is one the gateway sets from the session, or could be taken for
+/// one: `_` is read as `-`, as CGI-style upstreams do when they map both to the same variable
+/// (`X_Taxpayer_Gstin` is `HTTP_X_TAXPAYER_GSTIN` there, like `X-Taxpayer-Gstin`). Other fields with
+/// underscores (`ret_period`, `app_key`) pass.
+fn names_session_fact(name: &str) -> bool {
+    let reads_as = |reserved: &str, whole: bool| {
+        let (name, reserved) = (name.as_bytes(), reserved.as_bytes());
+        (if whole {
+            name.len() == reserved.len()
+        } else {
+            name.len() >= reserved.len()
+        }) && name
+            .iter()
+            .zip(reserved)
+            .all(|(n, r)| n == r || (*n == b'_' && *r == b'-'))
+    };
+    reads_as("x-taxpayer-", false)
+        || reads_as("x-gsp-", false)
+        || reads_as("x-session-id", true)
+        || reads_as("x-request-id", true)
 }
 
 /// True when an answer field (lower case, not `content-length`) passes back to the caller. The
@@ -728,6 +747,36 @@ mod tests {
             "",
         ] {
             assert!(check_upstream_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_session_facts_cannot_be_sent_with_underscores() {
+        use actix_web::http::header::HeaderName;
+        let passes = |name: &str| super::forwardable(&HeaderName::from_bytes(name.as_bytes()).unwrap(), &[]);
+        for spoofed in [
+            "X-Taxpayer-Gstin",
+            "X_Taxpayer_Gstin",
+            "x_taxpayer-gstin",
+            "x_taxpayer_other",
+            "X_GSP_CLIENT_ID",
+            "x-gsp_client_id",
+            "X_Session_Id",
+            "x_request_id",
+            "X-Request_Id",
+        ] {
+            assert!(!passes(spoofed), "{spoofed}");
+        }
+        for kept in [
+            "ret_period",
+            "app_key",
+            "state_cd",
+            "x_session_ids",
+            "x_request",
+            "x_gspx",
+            "x-taxpayer",
+        ] {
+            assert!(passes(kept), "{kept}");
         }
     }
 

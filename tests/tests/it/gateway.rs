@@ -260,6 +260,13 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
             .header("x-request-id", "fwd-test-1")
             .header("x-taxpayer-gstin", "27AAPFU0939F1ZV")
             .header("x-session-id", "not-my-session")
+            // The same fields with underscores, which CGI-style upstreams read as the real ones.
+            .header("X_Taxpayer_Gstin", "27AAPFU0939F1ZV")
+            .header("x_gsp_client_id", "not-my-client")
+            .header("X_Session_Id", "not-my-session")
+            .header("x_request_id", "not-my-request")
+            .header("ret_period", "112025")
+            .header("app_key", "a-gst-system-field")
             .header("connection", "keep-alive, x-hop-only")
             .header("x-hop-only", "for the gateway")
             .header("x-end-to-end", "for the upstream")
@@ -289,6 +296,19 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
             "a field named by Connection is hop-by-hop: {headers}"
         );
         assert_eq!(headers["x-end-to-end"], "for the upstream");
+        for spoofed in [
+            "x_taxpayer_gstin",
+            "x_gsp_client_id",
+            "x_session_id",
+            "x_request_id",
+        ] {
+            assert!(headers.get(spoofed).is_none(), "{spoofed}: {headers}");
+        }
+        assert_eq!(
+            headers["ret_period"], "112025",
+            "other underscores pass: {headers}"
+        );
+        assert_eq!(headers["app_key"], "a-gst-system-field");
         assert!(
             headers["host"].as_str().unwrap().starts_with("127.0.0.1:"),
             "{headers}"
