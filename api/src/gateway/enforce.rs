@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use gsp_gateway_domain::authorize;
@@ -16,6 +17,7 @@ use super::forward::UpstreamClient;
 use super::limits::Verdict;
 use crate::auth::{token_missing, token_refused};
 use crate::error::{ApiError, ErrorCode};
+use crate::json::method_not_allowed_on;
 use crate::state::AppState;
 
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -98,7 +100,12 @@ pub async fn gateway(
 ) -> HttpResponse {
     let (mut response, verdict) = match admit(&state, &req).await {
         Ok((context, verdict)) => {
-            let served = if upstream.is_configured() {
+            // Refused after the enforcement, so a bad token is still 401 and the call counts against the
+            // rate limits like any other: CONNECT would reach the upstream in authority form (hyper drops
+            // the path), TRACE would echo the session's facts back.
+            let served = if [Method::CONNECT, Method::TRACE].contains(req.method()) {
+                Err(method_not_allowed_on(&req, req.path()))
+            } else if upstream.is_configured() {
                 super::forward::forward(&upstream, &context, &req, payload).await
             } else {
                 super::sandbox::serve(&state, &context, &req).await

@@ -1,7 +1,8 @@
-//! Forwarding `/v1/gst/…` to the configured upstream GST service: method, path under the prefix, query
-//! and body streamed; `Authorization` and hop-by-hop headers dropped; the session's facts added. The
-//! upstream's answers pass through, except its failures (5xx), which become 502 `upstream_unavailable`,
-//! and its own `RateLimit` fields, which give way to the gateway's.
+//! Forwarding `/v1/gst/…` to the configured upstream GST service: method (not CONNECT or TRACE, which
+//! the enforcement refuses), path under the prefix, query and body streamed; `Authorization` and
+//! hop-by-hop headers dropped; the session's facts added. The upstream's answers pass through, except
+//! its failures (5xx), which become 502 `upstream_unavailable`, and its own `RateLimit` fields, which
+//! give way to the gateway's.
 //!
 //! The client is hyper's pooled HTTP/1.1 client, one per worker thread (connections live on the runtime
 //! that uses them), speaking TLS (rustls) to an https:// upstream. One deadline covers the whole exchange:

@@ -25,6 +25,7 @@ on_both_backends!(
     forwarding_speaks_tls_to_an_https_upstream,
     forwarding_keeps_upstream_connections_alive_across_framings,
     forwarding_withstands_an_upstream_that_misbehaves,
+    connect_and_trace_are_refused_after_the_enforcement,
     no_call_started_after_switch_off_is_admitted,
     a_revocation_through_one_instance_reaches_another,
     usage_is_recorded_to_the_minute_without_a_write_per_call,
@@ -575,6 +576,68 @@ async fn forwarding_withstands_an_upstream_that_misbehaves(backend: Backend) {
         before,
         "nothing reached the upstream"
     );
+}
+
+/// CONNECT (which hyper would send in authority form, without the path) and TRACE are not forwarded:
+/// 405 `method_not_allowed` once the enforcement has admitted the call, with the rate-limit fields; a bad
+/// token is still 401. The sandbox refuses them alike.
+async fn connect_and_trace_are_refused_after_the_enforcement(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (upstream, accepted) = spawn_raw_upstream().await;
+    let (app, _t, _g, session) = live_session_with(backend, |s| s.upstream_url = Some(upstream)).await;
+    let sandbox = spawn_app(backend).await;
+    let raw = |address: String, request: String| async move {
+        let mut socket = tokio::net::TcpStream::connect(address.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        // A CONNECT's body runs to the end of the stream: read the answer without waiting for it.
+        let mut answer = Vec::new();
+        let read = async {
+            let mut chunk = [0u8; 4096];
+            while !String::from_utf8_lossy(&answer).contains("\"code\"") {
+                match socket.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), read).await.unwrap();
+        String::from_utf8_lossy(&answer).to_ascii_lowercase()
+    };
+    let request = |method: &str, token: &str| {
+        format!(
+            "{method} /v1/gst/returns/gstr1?ret_period=112025 HTTP/1.1\r\nhost: gateway\r\n\
+             authorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+        )
+    };
+    for method in ["CONNECT", "TRACE"] {
+        let answer = raw(app.address.clone(), request(method, &session.access_token)).await;
+        assert!(answer.starts_with("http/1.1 405"), "{method}: {answer}");
+        assert!(
+            answer.contains("content-type: application/problem+json"),
+            "{answer}"
+        );
+        assert!(answer.contains("\"code\":\"method_not_allowed\""), "{answer}");
+        assert!(answer.contains("\r\nratelimit: "), "{answer}");
+        assert!(answer.contains("\r\nratelimit-policy: "), "{answer}");
+
+        let answer = raw(app.address.clone(), request(method, "garbage")).await;
+        assert!(answer.starts_with("http/1.1 401"), "{method}: {answer}");
+        assert!(answer.contains("\"code\":\"token_invalid\""), "{answer}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing reached the upstream");
+
+    let taxpayer = sandbox.create_taxpayer(0).await;
+    let gsp = sandbox.create_gsp("Acme GSP").await;
+    sandbox.enable_access(&taxpayer, 24).await;
+    let session = sandbox.open_session(&gsp, &taxpayer).await;
+    for method in ["CONNECT", "TRACE"] {
+        let answer = raw(sandbox.address.clone(), request(method, &session.access_token)).await;
+        assert!(answer.starts_with("http/1.1 405"), "{method}: {answer}");
+        assert!(answer.contains("\"code\":\"method_not_allowed\""), "{answer}");
+    }
 }
 
 /// Calls reuse one upstream connection across answers of every framing read to their end (and small bodies);
