@@ -117,6 +117,11 @@ pub struct Settings {
     pub gstn_expiry_from_access: bool,
     /// GST System dialect: answer `status_cd` as a number (1/0) instead of a string ("1"/"0").
     pub gstn_numeric_status_cd: bool,
+    /// GST System dialect: authenticate calls (each an RSA decryption or a write) per second per GSP
+    /// client, and their burst.
+    pub gstn_authenticate_rate_per_second: u32,
+    /// See `gstn_authenticate_rate_per_second`.
+    pub gstn_authenticate_burst: u32,
 }
 
 impl Default for Settings {
@@ -157,6 +162,8 @@ impl Default for Settings {
             gstn_token_expiry_minutes: 360,
             gstn_expiry_from_access: false,
             gstn_numeric_status_cd: false,
+            gstn_authenticate_rate_per_second: 10,
+            gstn_authenticate_burst: 50,
         }
     }
 }
@@ -181,6 +188,9 @@ impl Settings {
         }
         if self.session_rate_per_second == 0 || self.client_rate_per_second == 0 {
             return Err("rates must be at least 1 per second".into());
+        }
+        if self.gstn_authenticate_rate_per_second == 0 || self.gstn_authenticate_burst == 0 {
+            return Err("the GST System authenticate rate and burst must be at least 1".into());
         }
         if self.session_burst == 0 || self.client_burst == 0 {
             return Err("bursts must be at least 1".into());

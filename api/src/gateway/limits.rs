@@ -107,11 +107,12 @@ fn ceil_secs(wait: Duration) -> u64 {
     secs.max(1)
 }
 
-/// The gateway's two policies.
+/// The gateway's two policies, and the GST System dialect's authenticate calls per GSP client.
 #[derive(Debug)]
 pub struct Limits {
     session: Policy,
     client: Policy,
+    authenticate: Policy,
     policy_header: HeaderValue,
 }
 
@@ -124,6 +125,11 @@ impl Limits {
             settings.session_burst,
         );
         let client = Policy::new("client", settings.client_rate_per_second, settings.client_burst);
+        let authenticate = Policy::new(
+            "authenticate",
+            settings.gstn_authenticate_rate_per_second,
+            settings.gstn_authenticate_burst,
+        );
         let policy_header = HeaderValue::from_str(&format!(
             "\"session\";q={};w=1, \"client\";q={};w=1",
             session.burst, client.burst
@@ -132,8 +138,15 @@ impl Limits {
         Self {
             session,
             client,
+            authenticate,
             policy_header,
         }
+    }
+
+    /// Counts a GST System authenticate call of `client_id` (each costs an RSA decryption or a write,
+    /// so they are limited apart from, and well below, data calls).
+    pub fn check_authenticate(&self, client_id: &Arc<str>) -> Verdict {
+        self.authenticate.check(client_id)
     }
 
     /// Counts a request of `session_id` by `client_id`; the verdict nearest to exhaustion.
@@ -168,15 +181,15 @@ impl Limits {
 
     /// Forgets keys that have been idle long enough to be back at full burst (bounds memory).
     pub fn retain_recent(&self) {
-        self.session.limiter.retain_recent();
-        self.client.limiter.retain_recent();
-        self.session.limiter.shrink_to_fit();
-        self.client.limiter.shrink_to_fit();
+        for policy in [&self.session, &self.client, &self.authenticate] {
+            policy.limiter.retain_recent();
+            policy.limiter.shrink_to_fit();
+        }
     }
 
     /// Keys currently tracked.
     pub fn tracked(&self) -> usize {
-        self.session.limiter.len() + self.client.limiter.len()
+        self.session.limiter.len() + self.client.limiter.len() + self.authenticate.limiter.len()
     }
 }
 

@@ -50,6 +50,21 @@ pub async fn authenticate(state: web::Data<AppState>, req: HttpRequest, body: we
 
 async fn dispatch(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, GstnError> {
     let client = check_client(state, req.headers()).await?;
+    // Before any RSA decryption or write: a GSP client looping on authenticate is throttled, and
+    // cannot crowd taxpayers' logins out of the heavy-work threads.
+    let verdict = state
+        .limits
+        .check_authenticate(&std::sync::Arc::from(client.client_id.as_str()));
+    if !verdict.allowed {
+        crate::gateway::note_rate_limited(verdict.policy);
+        return Err(GstnError::rate_limited(
+            format!(
+                "Too many authenticate calls from this client; retry after {} s",
+                verdict.reset_secs
+            ),
+            verdict.reset_secs,
+        ));
+    }
     let body: AuthenticateBody =
         serde_json::from_slice(body).map_err(|_| GstnError::new("GEN5007", "Malformed request"))?;
     let request_id = req

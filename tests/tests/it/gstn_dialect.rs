@@ -26,6 +26,7 @@ on_both_backends!(
     an_upstream_that_is_down_is_gen5008_with_500,
     each_gsp_chooses_how_status_cd_is_written,
     a_client_on_the_rotated_out_certificate_signs_in_and_out_during_the_grace,
+    a_gsp_looping_on_authenticate_is_throttled_per_client,
 );
 
 type Key = [u8; 32];
@@ -420,7 +421,13 @@ async fn a_client_on_the_rotated_out_certificate_signs_in_and_out_during_the_gra
     let mut refused = Vec::new();
     for _ in 0..3 {
         client.app_key = random_key();
-        refused.push(error_cd(&client.otp_request().await.1).to_owned());
+        let (_, answer) = client.otp_request().await;
+        refused.push(
+            answer["error"]["error_cd"]
+                .as_str()
+                .unwrap_or("accepted")
+                .to_owned(),
+        );
     }
     assert!(
         refused.iter().filter(|code| *code == "TEC4002").count() >= 2,
@@ -814,6 +821,30 @@ async fn a_throttled_otp_request_says_when_to_retry(backend: Backend) {
     assert!((60..=900).contains(&wait), "Retry-After {wait}");
     let answer: Value = resp.json().await.unwrap();
     assert_eq!(error_cd(&answer), "rate_limited");
+}
+
+/// Authenticate calls are limited per GSP client, before any RSA work: past the burst one answers 429
+/// `rate_limited` with `Retry-After`, and another GSP is not affected.
+async fn a_gsp_looping_on_authenticate_is_throttled_per_client(backend: Backend) {
+    let (app, taxpayer, gsp) = dialect_app_with(backend, |s| {
+        s.gstn_authenticate_rate_per_second = 1;
+        s.gstn_authenticate_burst = 3;
+    })
+    .await;
+    app.enable_access(&taxpayer, 24).await;
+    let client = GstnClient::new(&app, gsp, taxpayer.clone()).await;
+    for _ in 0..3 {
+        assert_eq!(client.otp_request().await, (200, json!({"status_cd": "1"})));
+    }
+    let (status, answer) = client
+        .authenticate(
+            json!({"action": "OTPREQUEST", "username": taxpayer.username, "app_key": "not even base64"}),
+        )
+        .await;
+    assert_eq!((status, error_cd(&answer)), (429, "rate_limited"), "{answer}");
+
+    let other = GstnClient::new(&app, app.create_gsp("Other GSP").await, taxpayer).await;
+    assert_eq!(other.otp_request().await, (200, json!({"status_cd": "1"})));
 }
 
 /// An upstream that cannot be reached is GEN5008 at HTTP 500, as gstn-dialect.md §4 gives it.
