@@ -86,7 +86,7 @@ impl Application {
             claims: std::sync::Arc::new(crate::gateway::ClaimsCache::new(200_000)),
             limits: std::sync::Arc::new(limits),
             gstn: std::sync::Arc::new(gstn),
-            heavy: std::sync::Arc::new(crate::state::HeavyWork::per_core(settings_heavy_work_queue)),
+            heavy: std::sync::Arc::new(crate::state::HeavyWork::per_core(settings_heavy_work_queue)?),
             trusted_proxies: std::sync::Arc::new(trusted_proxies),
         });
         tracing::info!(port, backend = state.db.backend(), "gsp-gateway listening");

@@ -41,8 +41,8 @@ pub struct AppState {
 
 /// CPU- and memory-heavy work that strangers can set off: an argon2id hash (19 MiB and tens of
 /// milliseconds each, for every login attempt, known username or not) and the dialect's RSA
-/// decryption. It runs on one dedicated thread per core, never on the async workers; a bounded
-/// number of jobs wait for a thread and the rest are answered 503 at once.
+/// decryption. It runs on dedicated threads (one per core, at most [`MAX_HEAVY_THREADS`]), never on
+/// the async workers; up to `max_waiting` jobs wait for a thread and the rest are answered 503 at once.
 ///
 /// Measured with 400 concurrent wrong logins for 15 s (`wrk -c400`, release build, 2 cores): on
 /// tokio's blocking pool, unbounded, the process reached 5.7 GB RSS (a hash per blocking thread);
@@ -51,23 +51,40 @@ pub struct AppState {
 /// thread and reused (`gsp_gateway_domain::PasswordHash`), 77 MB.
 #[derive(Debug)]
 pub struct HeavyWork {
-    jobs: mpsc::SyncSender<Job>,
+    jobs: mpsc::Sender<Job>,
     threads: usize,
-    waiting: Arc<AtomicUsize>,
+    /// Jobs admitted and not finished (queued or running); at most `threads + max_waiting`.
+    admitted: Arc<AtomicUsize>,
+    /// Jobs admitted and not yet picked up by a thread.
+    queued: Arc<AtomicUsize>,
+    max_waiting: usize,
 }
+
+/// The most heavy-work threads: each keeps a 19 MiB argon2 buffer, and a container without a CPU
+/// limit reports all of its host's cores.
+pub const MAX_HEAVY_THREADS: usize = 8;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Uncounts an admitted job however it ends (done, panicked, or its request gone before it ran).
+struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl HeavyWork {
-    /// `threads` worker threads (at least 1), `max_waiting` jobs queued behind them.
-    pub fn new(threads: usize, max_waiting: usize) -> Self {
-        let threads = threads.clamp(1, 256);
-        let (jobs, queue) = mpsc::sync_channel::<Job>(max_waiting);
+    /// `threads` worker threads (1 to [`MAX_HEAVY_THREADS`]), `max_waiting` jobs queued behind them.
+    pub fn new(threads: usize, max_waiting: usize) -> std::io::Result<Self> {
+        let threads = threads.clamp(1, MAX_HEAVY_THREADS);
+        let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
-        let waiting = Arc::new(AtomicUsize::new(0));
+        let queued = Arc::new(AtomicUsize::new(0));
         for n in 0..threads {
-            let (queue, waiting) = (queue.clone(), waiting.clone());
-            let spawned = std::thread::Builder::new()
+            let (queue, queued) = (queue.clone(), queued.clone());
+            std::thread::Builder::new()
                 .name(format!("heavy-work-{n}"))
                 .spawn(move || {
                     loop {
@@ -75,27 +92,56 @@ impl HeavyWork {
                         // still guards a usable receiver.
                         let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
                         let Ok(job) = next else { break }; // every sender gone: shut down
-                        waiting.fetch_sub(1, Ordering::Relaxed);
-                        job();
+                        queued.fetch_sub(1, Ordering::Relaxed);
+                        // A job that panics fails its own request (its result sender is dropped),
+                        // not this thread: the pool keeps its size.
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                            tracing::error!("a heavy-work job panicked");
+                        }
                     }
-                });
-            if let Err(error) = spawned {
-                tracing::error!(%error, "cannot start a heavy-work thread");
-            }
+                })?;
         }
-        Self {
+        Ok(Self {
             jobs,
             threads,
-            waiting,
-        }
+            admitted: Arc::new(AtomicUsize::new(0)),
+            queued,
+            max_waiting,
+        })
     }
 
-    /// One thread per core, `max_waiting` jobs queued.
-    pub fn per_core(max_waiting: usize) -> Self {
+    /// One thread per core (at most [`MAX_HEAVY_THREADS`]), `max_waiting` jobs queued.
+    pub fn per_core(max_waiting: usize) -> std::io::Result<Self> {
         Self::new(
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             max_waiting,
         )
+    }
+
+    /// Admits a job if a thread or a queue place is free; the guard uncounts it when dropped.
+    fn admit(&self) -> Option<Admitted> {
+        let limit = self.threads + self.max_waiting;
+        if self.admitted.fetch_add(1, Ordering::Relaxed) >= limit {
+            self.admitted.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Admitted(self.admitted.clone()))
+    }
+
+    fn submit(
+        &self,
+        admitted: Admitted,
+        work: impl FnOnce() + Send + 'static,
+    ) -> Result<(), crate::error::ApiError> {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let job: Job = Box::new(move || {
+            let _admitted = admitted;
+            work();
+        });
+        self.jobs.send(job).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            crate::error::ApiError::internal("no heavy-work thread")
+        })
     }
 
     /// Runs `work` on a heavy-work thread: 503 `service_unavailable` (retry after a second) when every
@@ -104,26 +150,24 @@ impl HeavyWork {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, crate::error::ApiError> {
-        let (done, result) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            // A caller that went away no longer wants the result.
-            let _ = done.send(work());
-        });
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        if self.jobs.try_send(job).is_err() {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let Some(admitted) = self.admit() else {
             return Err(crate::error::ApiError::new(
                 crate::error::ErrorCode::ServiceUnavailable,
                 "the server is busy; retry shortly",
             )
             .with_header(header::RETRY_AFTER, "1"));
-        }
+        };
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.submit(admitted, move || {
+            // A caller that went away no longer wants the result.
+            let _ = done.send(work());
+        })?;
         result.await.map_err(crate::error::ApiError::internal)
     }
 
     /// Jobs waiting for a thread now.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Occupies every thread until the returned guard is dropped (tests: a saturated server).
@@ -131,23 +175,15 @@ impl HeavyWork {
         let mut release = Vec::with_capacity(self.threads);
         let mut started = Vec::with_capacity(self.threads);
         for _ in 0..self.threads {
+            let admitted = self
+                .admit()
+                .ok_or_else(|| crate::error::ApiError::internal("the heavy-work threads are busy"))?;
             let (hold, held) = mpsc::channel::<()>();
             let (start, running) = tokio::sync::oneshot::channel::<()>();
-            let mut job: Job = Box::new(move || {
+            self.submit(admitted, move || {
                 let _ = start.send(());
                 let _ = held.recv(); // until the guard drops its sender
-            });
-            self.waiting.fetch_add(1, Ordering::Relaxed);
-            // The queue may be shorter than the number of threads: wait for room.
-            while let Err(refused) = self.jobs.try_send(job) {
-                match refused {
-                    mpsc::TrySendError::Full(again) => job = again,
-                    mpsc::TrySendError::Disconnected(_) => {
-                        return Err(crate::error::ApiError::internal("no heavy-work thread"));
-                    }
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
+            })?;
             release.push(hold);
             started.push(running);
         }
@@ -162,4 +198,41 @@ impl HeavyWork {
 #[derive(Debug)]
 pub struct HeldThreads {
     _release: Vec<mpsc::Sender<()>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_thread_lives_on() {
+        let heavy = HeavyWork::new(1, 4).unwrap();
+        let failed = heavy.run(|| -> u32 { panic!("a job that panics") }).await;
+        assert_eq!(failed.unwrap_err().code(), ErrorCode::InternalError);
+        assert_eq!(heavy.run(|| 7).await.unwrap(), 7, "the one thread still works");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_at_once() {
+        let heavy = HeavyWork::new(2, 0).unwrap();
+        // With no queue, as many jobs as threads are still admitted at once.
+        let (a, b) = tokio::join!(heavy.run(|| 1), heavy.run(|| 2));
+        assert_eq!((a.unwrap(), b.unwrap()), (1, 2));
+        let held = heavy.hold_all().await.unwrap();
+        let busy = heavy.run(|| 3).await.unwrap_err();
+        assert_eq!(busy.code(), ErrorCode::ServiceUnavailable);
+        assert_eq!(heavy.waiting(), 0);
+        drop(held);
+        // The held jobs end and uncount themselves as they finish.
+        let mut ran = None;
+        for _ in 0..200 {
+            if let Ok(value) = heavy.run(|| 4).await {
+                ran = Some(value);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(ran, Some(4));
+    }
 }

@@ -61,6 +61,11 @@ fn argon2id_into(
 ) -> Result<(), argon2::Error> {
     let blocks = params.block_count();
     let argon2 = Argon2::new(algorithm, version, params);
+    if blocks > Params::DEFAULT.block_count() {
+        // A hash stored with larger parameters: its memory is not kept afterwards.
+        let mut memory = vec![Block::default(); blocks];
+        return argon2.hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory);
+    }
     MEMORY.with_borrow_mut(|memory| {
         if memory.len() < blocks {
             memory.resize(blocks, Block::default());
@@ -206,5 +211,15 @@ mod tests {
                 .is_err()
         );
         assert!(created.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+
+        // A hash stored with other parameters (more memory than the kept buffer) verifies too.
+        let params = Params::new(24 * 1024, 1, 1, None).unwrap();
+        let stronger = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"Gst-Portal-2026", &salt)
+            .unwrap()
+            .to_string();
+        let stronger = PasswordHash::from_stored(stronger);
+        assert_eq!(stronger.verify("Gst-Portal-2026"), Ok(true));
+        assert_eq!(stronger.verify("Gst-Portal-2027"), Ok(false));
     }
 }
