@@ -83,8 +83,9 @@ impl FromRequest for Operator {
 pub struct Taxpayer {
     /// The taxpayer's GSTIN (the token's `sub`).
     pub gstin: String,
-    /// When the token was issued (`iat`, Unix seconds): a token older than the password is refused.
-    pub issued_at: i64,
+    /// The password the token was issued under (`pwd`): a token from before a password change, or
+    /// without the claim, is refused.
+    pub password_tag: Option<String>,
 }
 
 impl FromRequest for Taxpayer {
@@ -101,7 +102,7 @@ impl FromRequest for Taxpayer {
                 .map_err(|e| token_refused(e, "taxpayer"))?;
             Ok(Taxpayer {
                 gstin: claims.sub,
-                issued_at: claims.iat,
+                password_tag: claims.pwd,
             })
         })())
     }

@@ -68,6 +68,10 @@ pub struct Claims {
     /// GSP client id (session tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cid: Option<String>,
+    /// The password it was issued under (taxpayer tokens): a tag of the stored hash, so changing the
+    /// password ends the token. See [`password_tag`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pwd: Option<String>,
     /// Issued at (seconds since the epoch).
     pub iat: i64,
     /// Not before.
@@ -76,6 +80,15 @@ pub struct Claims {
     pub exp: i64,
     /// Unique token id.
     pub jti: String,
+}
+
+/// The `pwd` claim of a taxpayer token: 16 hex characters of the SHA-256 of the stored password hash.
+/// Every password change stores a new hash (a fresh salt), so the tag changes with it; it says nothing
+/// about the password.
+pub fn password_tag(password_hash: &str) -> String {
+    let mut tag = gsp_gateway_domain::secret::sha256_hex(password_hash);
+    tag.truncate(16);
+    tag
 }
 
 /// Why a token was refused.
@@ -222,7 +235,7 @@ impl KeyRing {
             .collect()
     }
 
-    /// Signs a token of `kind` for `sub`, valid from `now` for `ttl`.
+    /// Signs a token of `kind` for `sub`, valid from `now` until `expires_at`.
     pub fn issue(
         &self,
         kind: TokenKind,
@@ -232,20 +245,46 @@ impl KeyRing {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(String, Claims), String> {
-        let set = self.snapshot();
-        let key = set.active.as_ref().ok_or("no active signing key")?;
-        let claims = Claims {
+        self.sign(Claims {
+            sid: sid.map(str::to_owned),
+            cid: cid.map(str::to_owned),
+            ..self.claims(kind, sub, now, expires_at)
+        })
+    }
+
+    /// Signs a taxpayer token for `gstin`, bound to the password whose stored hash is `password_hash`.
+    pub fn issue_taxpayer(
+        &self,
+        gstin: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(String, Claims), String> {
+        self.sign(Claims {
+            pwd: Some(password_tag(password_hash)),
+            ..self.claims(TokenKind::Taxpayer, gstin, now, expires_at)
+        })
+    }
+
+    fn claims(&self, kind: TokenKind, sub: &str, now: DateTime<Utc>, expires_at: DateTime<Utc>) -> Claims {
+        Claims {
             iss: self.issuer.clone(),
             aud: kind.audience().into(),
             typ: kind.typ().into(),
             sub: sub.into(),
-            sid: sid.map(str::to_owned),
-            cid: cid.map(str::to_owned),
+            sid: None,
+            cid: None,
+            pwd: None,
             iat: now.timestamp(),
             nbf: now.timestamp(),
             exp: expires_at.timestamp(),
             jti: uuid::Uuid::new_v4().simple().to_string(),
-        };
+        }
+    }
+
+    fn sign(&self, claims: Claims) -> Result<(String, Claims), String> {
+        let set = self.snapshot();
+        let key = set.active.as_ref().ok_or("no active signing key")?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
         header.typ = Some("JWT".into());

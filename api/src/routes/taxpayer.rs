@@ -16,7 +16,6 @@ use crate::services::taxpayer::{
     SessionView,
 };
 use crate::state::AppState;
-use crate::tokens::TokenKind;
 use gsp_gateway_storage::DbConn;
 use gsp_gateway_storage::repo::taxpayers::TaxpayerRow;
 
@@ -73,8 +72,10 @@ async fn for_taxpayer<T: Send + 'static>(
     state
         .db
         .run(move |conn| {
-            Ok(svc::require_taxpayer(conn, &taxpayer.gstin, taxpayer.issued_at)
-                .and_then(|row| work(conn, &row)))
+            Ok(
+                svc::require_taxpayer(conn, &taxpayer.gstin, taxpayer.password_tag.as_deref())
+                    .and_then(|row| work(conn, &row)),
+            )
         })
         .await?
 }
@@ -114,14 +115,7 @@ pub async fn login(
     let ttl = state.settings.taxpayer_token_ttl_secs as i64;
     let (token, _) = state
         .keys
-        .issue(
-            TokenKind::Taxpayer,
-            &row.gstin,
-            None,
-            None,
-            now,
-            now + TimeDelta::seconds(ttl),
-        )
+        .issue_taxpayer(&row.gstin, &row.password_hash, now, now + TimeDelta::seconds(ttl))
         .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
@@ -338,7 +332,7 @@ pub async fn activity(
     taxpayer: Taxpayer,
     params: ApiQuery<ActivityParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = activity::query(Some(taxpayer.gstin), params.limit, params.before)?;
-    let page = state.db.run(move |conn| activity::page(conn, &query)).await?;
+    let query = activity::query(Some(taxpayer.gstin.clone()), params.limit, params.before)?;
+    let page = for_taxpayer(&state, taxpayer, move |conn, _| Ok(activity::page(conn, &query)?)).await?;
     Ok(HttpResponse::Ok().json(page))
 }

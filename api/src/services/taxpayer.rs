@@ -153,14 +153,17 @@ pub fn taxpayer_event(taxpayer: &TaxpayerRow, caller: &Caller, action: &str, det
     }
 }
 
-/// The taxpayer the token names; a token for a taxpayer who no longer exists, or one issued before the
-/// password last changed, is invalid.
-pub fn require_taxpayer(conn: &mut DbConn, gstin: &str, issued_at: i64) -> Result<TaxpayerRow, ApiError> {
+/// The taxpayer the token names; a token for a taxpayer who no longer exists, or one issued under
+/// another password than the current one, is invalid.
+pub fn require_taxpayer(
+    conn: &mut DbConn,
+    gstin: &str,
+    password_tag: Option<&str>,
+) -> Result<TaxpayerRow, ApiError> {
     let row = taxpayers::find_by_gstin(conn, gstin)?
         .ok_or_else(|| ApiError::new(ErrorCode::TokenInvalid, "the token's taxpayer does not exist"))?;
-    // Whole seconds, as `iat` has them: a token issued in the second the password changed still works
-    // (a login right after a change must), one from an earlier second does not.
-    if from_db(row.password_changed_at).timestamp() > issued_at {
+    let current = crate::tokens::password_tag(&row.password_hash);
+    if !password_tag.is_some_and(|tag| gsp_gateway_domain::secret::constant_time_eq(tag, &current)) {
         return Err(ApiError::new(
             ErrorCode::TokenInvalid,
             "the password was changed after this token was issued; log in again",

@@ -298,8 +298,8 @@ async fn password_changes_follow_the_policy(backend: Backend) {
         .await
         .ok(200);
 
-    // A changed password ends the taxpayer tokens issued before it (a stolen one included).
-    app.advance(TimeDelta::seconds(1));
+    // A changed password ends the taxpayer tokens issued before it (a stolen one included), also
+    // one issued in the same second, on every taxpayer call.
     app.post(
         "/v1/taxpayer/password",
         Auth::None,
@@ -315,6 +315,15 @@ async fn password_changes_follow_the_policy(backend: Backend) {
             .unwrap()
             .contains("password was changed")
     );
+    for path in [
+        "/v1/taxpayer/activity",
+        "/v1/taxpayer/sessions",
+        "/v1/taxpayer/otp-requests",
+    ] {
+        app.get(path, Auth::Bearer(&before))
+            .await
+            .assert_problem(401, "token_invalid");
+    }
     let after = login(
         &app,
         &TestTaxpayer {
