@@ -135,9 +135,8 @@ impl TrustedProxies {
     }
 
     /// The client of a connection from `peer`: the peer itself unless it is a trusted proxy; then the
-    /// nearest untrusted address its forwarding headers name (`Forwarded: for=`, else
-    /// `X-Forwarded-For`, read from the right, since a proxy appends), or the farthest when all are
-    /// trusted. A stranger's own forwarding headers are never believed.
+    /// nearest untrusted address its `X-Forwarded-For` names (read from the right, since each proxy
+    /// appends), or the farthest when all are trusted. A stranger's own header is never believed.
     pub fn client_ip(&self, peer: IpAddr, headers: &header::HeaderMap) -> IpAddr {
         if !self.trusts(peer) {
             return peer.to_canonical();
@@ -154,32 +153,19 @@ impl TrustedProxies {
     }
 }
 
-/// The addresses a request's forwarding headers name, in order: `Forwarded`'s `for=` when it has any,
-/// else `X-Forwarded-For`. Entries that are not addresses (`unknown`, obfuscated names) are skipped.
+/// The addresses a request's `X-Forwarded-For` names, in order. Entries that are not addresses
+/// (`unknown`, obfuscated names) are skipped. `Forwarded` is not read: most proxies append to
+/// `X-Forwarded-For` but pass a caller's `Forwarded` through untouched.
 fn forwarded_chain(headers: &header::HeaderMap) -> Vec<IpAddr> {
-    let values = |name| {
-        headers
-            .get_all(name)
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-    };
-    let forwarded: Vec<IpAddr> = values(header::FORWARDED)
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (key, value) = pair.trim().split_once('=')?;
-                key.trim()
-                    .eq_ignore_ascii_case("for")
-                    .then(|| node_address(value))?
-            })
-        })
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded;
-    }
-    values(header::X_FORWARDED_FOR).filter_map(node_address).collect()
+    headers
+        .get_all(header::X_FORWARDED_FOR)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(node_address)
+        .collect()
 }
 
-/// `192.0.2.60`, `"192.0.2.60:4711"`, `"[2001:db8::1]:4711"` or `2001:db8::1`: the address.
+/// `192.0.2.60`, `192.0.2.60:4711`, `[2001:db8::1]:4711` or `2001:db8::1`: the address.
 fn node_address(text: &str) -> Option<IpAddr> {
     let text = text.trim().trim_matches('"');
     text.parse::<IpAddr>()
@@ -277,17 +263,15 @@ mod tests {
                 ]),
                 "198.51.100.7",
             ),
+            // A caller's Forwarded, passed through by a proxy that appends to X-Forwarded-For, is
+            // not read.
             (
-                headers(&[
-                    ("forwarded", "for=\"[2001:db8::1]:4711\";proto=https"),
-                    ("x-forwarded-for", "198.51.100.7"),
-                ]),
-                "2001:db8::1",
-            ),
-            // nginx (deploy/nginx.conf) blanks Forwarded and sets X-Forwarded-For.
-            (
-                headers(&[("forwarded", ""), ("x-forwarded-for", "198.51.100.7")]),
+                headers(&[("forwarded", "for=6.6.6.6"), ("x-forwarded-for", "198.51.100.7")]),
                 "198.51.100.7",
+            ),
+            (
+                headers(&[("x-forwarded-for", "[2001:db8::1]:4711")]),
+                "2001:db8::1",
             ),
             (
                 headers(&[("x-forwarded-for", "unknown, 198.51.100.7:443")]),

@@ -60,7 +60,7 @@ pub struct Settings {
     /// Requests that may wait for a password hash or an RSA decryption while one runs per core; more
     /// are answered 503 at once.
     pub heavy_work_queue: usize,
-    /// Peers (addresses or CIDR ranges) whose `Forwarded`/`X-Forwarded-For` headers name the client
+    /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` names the client
     /// recorded in the audit log; any other peer is recorded as itself.
     pub trusted_proxies: Vec<String>,
     /// Log format.
@@ -288,8 +288,8 @@ pub struct ServeArgs {
     /// GST System dialect: fixed sandbox OTP, e.g. 102030 (development only)
     #[arg(long, global = true, env = "GSP_GATEWAY_GSTN_SANDBOX_OTP")]
     pub gstn_sandbox_otp: Option<String>,
-    /// Comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For/Forwarded
-    /// name the client; an empty value trusts none [default: loopback and private networks]
+    /// Comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For
+    /// names the client; an empty value trusts none [default: loopback and private networks]
     #[arg(
         long,
         global = true,
