@@ -68,22 +68,42 @@ async fn dispatch(
     }
     if resource == "authenticate" || resource == "authenticate/" {
         if req.method() != Method::POST {
-            let refused = dialect::GstnError::with_status(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "GEN5007",
-                format!("{} is not allowed on authenticate: send POST", req.method()),
-            );
-            let numeric = dialect::numeric_status_cd_of(&state, req.headers()).await;
-            let mut answer = dialect::failure(numeric, &refused);
-            answer.headers_mut().insert(
-                actix_web::http::header::ALLOW,
-                actix_web::http::header::HeaderValue::from_static("POST"),
-            );
-            return answer;
+            return method_refused(&state, &req, "authenticate: send POST", "POST").await;
         }
         return authenticate::authenticate(state, req, body).await;
     }
+    // Reads are GETs and writes PUTs or POSTs (gstn-dialect.md §5); nothing else reaches an upstream.
+    if ![Method::GET, Method::PUT, Method::POST].contains(req.method()) {
+        return method_refused(
+            &state,
+            &req,
+            "data calls: send GET, PUT or POST",
+            "GET, PUT, POST",
+        )
+        .await;
+    }
     data::data_call(&state, &upstream, &req, version, resource, &body).await
+}
+
+/// 405 GEN5007 in the dialect's envelope, with `Allow`.
+async fn method_refused(
+    state: &AppState,
+    req: &actix_web::HttpRequest,
+    what: &str,
+    allow: &'static str,
+) -> actix_web::HttpResponse {
+    let refused = dialect::GstnError::with_status(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "GEN5007",
+        format!("{} is not allowed on {what}", req.method()),
+    );
+    let numeric = dialect::numeric_status_cd_of(state, req.headers()).await;
+    let mut answer = dialect::failure(numeric, &refused);
+    answer.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static(allow),
+    );
+    answer
 }
 
 /// How often the key ring is re-read: picks up rotations made elsewhere (the CLI, another
