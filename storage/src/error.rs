@@ -38,9 +38,7 @@ impl From<DieselError> for StorageError {
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
                 Self::Unavailable(info.message().to_owned())
             }
-            DieselError::DatabaseError(_, info)
-                if looks_like_lost_connection(info.message()) || looks_transient(info.message()) =>
-            {
+            DieselError::DatabaseError(_, info) if looks_unavailable(info.message()) => {
                 Self::Unavailable(info.message().to_owned())
             }
             _ => Self::Database(error.to_string()),
@@ -60,22 +58,18 @@ impl From<diesel::ConnectionError> for StorageError {
     }
 }
 
-/// Contention that a retry resolves: a PostgreSQL deadlock victim, SQLite still locked after its
-/// busy timeout. Answered 503 (retry shortly), not 500.
-fn looks_transient(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("deadlock detected")
-        || m.contains("database is locked")
-        || m.contains("database table is locked")
-}
-
-fn looks_like_lost_connection(message: &str) -> bool {
+/// A lost connection, or contention that a retry resolves (a PostgreSQL deadlock victim, SQLite still
+/// locked after its busy timeout): answered 503 (retry shortly), not 500.
+fn looks_unavailable(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     [
         "server closed the connection",
         "connection refused",
         "terminating connection",
         "no connection",
+        "deadlock detected",
+        "database is locked",
+        "database table is locked",
     ]
     .iter()
     .any(|needle| m.contains(needle))

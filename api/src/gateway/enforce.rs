@@ -103,7 +103,7 @@ pub async fn gateway(
             // Refused after the enforcement, so a bad token is still 401 and the call counts against the
             // rate limits like any other: CONNECT would reach the upstream in authority form (hyper drops
             // the path), TRACE would echo the session's facts back.
-            let served = if [Method::CONNECT, Method::TRACE].contains(req.method()) {
+            let served = if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
                 Err(method_not_allowed_on(&req, req.path()))
             } else if upstream.is_configured() {
                 super::forward::forward(&upstream, &context, &req, payload).await

@@ -73,7 +73,7 @@ async fn dispatch(
         return authenticate::authenticate(state, req, body).await;
     }
     // Reads are GETs and writes PUTs or POSTs (gstn-dialect.md §5); nothing else reaches an upstream.
-    if ![Method::GET, Method::PUT, Method::POST].contains(req.method()) {
+    if !matches!(*req.method(), Method::GET | Method::PUT | Method::POST) {
         return method_refused(
             &state,
             &req,

@@ -173,18 +173,7 @@ async fn contended_writes_queue_under_a_serializable_server_default() {
     assert_eq!(level, "serializable", "the server default the test is about");
     let taxpayer = app.create_taxpayer(0).await;
     let gsp = app.create_gsp("Acme GSP").await;
-    app.enable_access(&taxpayer, 24).await;
-    app.request_otp(&gsp, &taxpayer).await.ok(202);
-    let otp = app.otp_from_inbox(&taxpayer, &gsp).await;
-    let wrong = if otp == "000000" { "000001" } else { "000000" };
-    let answers =
-        futures_util::future::join_all((0..10).map(|_| app.exchange_otp(&gsp, &taxpayer, wrong))).await;
-    let mut remaining: Vec<i64> = answers
-        .iter()
-        .filter(|r| r.code() == "invalid_otp")
-        .map(|r| r.body["attempts_remaining"].as_i64().unwrap())
-        .collect();
-    remaining.sort();
+    let (_, answers, remaining) = app.wrong_otps_at_once(&gsp, &taxpayer).await;
     let codes: Vec<&str> = answers.iter().map(|r| r.code()).collect();
     assert_eq!(remaining, vec![1, 2, 3, 4], "{codes:?}");
     let count = |code: &str| codes.iter().filter(|c| **c == code).count();

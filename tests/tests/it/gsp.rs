@@ -829,18 +829,7 @@ async fn a_client_disabled_after_it_authenticated_gets_no_session(backend: Backe
 /// is lost to a race, and the right code afterwards finds no challenge.
 async fn concurrent_wrong_otps_are_each_counted(backend: Backend) {
     let (app, taxpayer, gsp) = setup(backend).await;
-    app.enable_access(&taxpayer, 24).await;
-    app.request_otp(&gsp, &taxpayer).await.ok(202);
-    let otp = app.otp_from_inbox(&taxpayer, &gsp).await;
-    let wrong = if otp == "000000" { "000001" } else { "000000" };
-    let answers =
-        futures_util::future::join_all((0..10).map(|_| app.exchange_otp(&gsp, &taxpayer, wrong))).await;
-    let mut remaining: Vec<i64> = answers
-        .iter()
-        .filter(|r| r.code() == "invalid_otp")
-        .map(|r| r.body["attempts_remaining"].as_i64().unwrap())
-        .collect();
-    remaining.sort();
+    let (otp, answers, remaining) = app.wrong_otps_at_once(&gsp, &taxpayer).await;
     assert_eq!(remaining, vec![1, 2, 3, 4]);
     let codes = |code: &str| answers.iter().filter(|r| r.code() == code).count();
     assert_eq!((codes("otp_attempts_exceeded"), codes("otp_expired")), (1, 5));
@@ -931,14 +920,6 @@ async fn switching_access_off_voids_the_pending_otps(backend: Backend) {
     app.exchange_otp(&gsp, &taxpayer, &code)
         .await
         .assert_problem(401, "otp_expired");
-    let token = app.login(&taxpayer).await;
-    let activity = app.get("/v1/taxpayer/activity", Auth::Bearer(&token)).await;
-    let disabled = activity.ok(200)["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["action"] == "access.disabled")
-        .cloned()
-        .expect("the switch-off is in the activity");
+    let disabled = app.activity_event(&taxpayer, "access.disabled").await;
     assert_eq!(disabled["detail"]["voided_otps"], 1, "{disabled}");
 }

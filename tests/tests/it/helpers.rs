@@ -423,6 +423,41 @@ impl TestApp {
         message["code"].as_str().unwrap().to_owned()
     }
 
+    /// Ten wrong codes at once against one fresh challenge (access on for 24 hours first): the right
+    /// code, the answers, and the `attempts_remaining` of the `invalid_otp` ones, sorted.
+    pub async fn wrong_otps_at_once(
+        &self,
+        gsp: &TestGsp,
+        taxpayer: &TestTaxpayer,
+    ) -> (String, Vec<Resp>, Vec<i64>) {
+        self.enable_access(taxpayer, 24).await;
+        self.request_otp(gsp, taxpayer).await.ok(202);
+        let otp = self.otp_from_inbox(taxpayer, gsp).await;
+        let wrong = if otp == "000000" { "000001" } else { "000000" };
+        let answers =
+            futures_util::future::join_all((0..10).map(|_| self.exchange_otp(gsp, taxpayer, wrong))).await;
+        let mut remaining: Vec<i64> = answers
+            .iter()
+            .filter(|r| r.code() == "invalid_otp")
+            .map(|r| r.body["attempts_remaining"].as_i64().unwrap())
+            .collect();
+        remaining.sort();
+        (otp, answers, remaining)
+    }
+
+    /// The newest event `action` in the taxpayer's own activity.
+    pub async fn activity_event(&self, taxpayer: &TestTaxpayer, action: &str) -> Value {
+        let token = self.login(taxpayer).await;
+        let activity = self.get("/v1/taxpayer/activity", Auth::Bearer(&token)).await;
+        activity.ok(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == action)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {action} in the activity"))
+    }
+
     /// The GSP exchanges an OTP.
     pub async fn exchange_otp(&self, gsp: &TestGsp, taxpayer: &TestTaxpayer, otp: &str) -> Resp {
         self.post(

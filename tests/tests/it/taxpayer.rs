@@ -592,15 +592,7 @@ async fn the_audit_records_a_forwarded_client_only_from_a_trusted_proxy(backend:
             .await
             .unwrap();
         assert_eq!(failed.status().as_u16(), 401);
-        let token = login(&app, &taxpayer).await;
-        let activity = app.get("/v1/taxpayer/activity", Auth::Bearer(&token)).await;
-        let event = activity.ok(200)["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["action"] == "login.failed")
-            .cloned()
-            .expect("the failed login is recorded");
+        let event = app.activity_event(&taxpayer, "login.failed").await;
         assert_eq!(event["ip"], expected, "{event}");
     }
 }
