@@ -714,6 +714,14 @@ pub fn session_status_schema() -> ObjectBuilder {
     )
 }
 
+/// `OtpMessage.purpose`.
+pub fn otp_purpose_schema() -> ObjectBuilder {
+    string_enum(
+        &["session", "evc"],
+        "`session`: the code opens a GSP session that lasts until your access window ends; `evc`: the code signs one filing (EVC) of `form_type` for `pan`.",
+    )
+}
+
 /// `OtpAccepted.delivery`.
 pub fn delivery_schema() -> ObjectBuilder {
     string_enum(

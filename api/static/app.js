@@ -545,7 +545,10 @@
     ui.otpEmpty.hidden = otps.length > 0;
     ui.otpList.replaceChildren(...otps.map((otp) => h('li',
       { className: 'otp-item', 'data-testid': 'otp-item', dataset: { otpId: otp.id } },
-      h('p', {}, h('strong', { 'data-testid': 'otp-gsp' }, otp.gsp_name), ' asks to act for you.'),
+      otp.purpose === 'evc'
+        ? h('p', {}, h('strong', { 'data-testid': 'otp-gsp' }, otp.gsp_name), ' asks you to sign its filing of ',
+          h('strong', { 'data-testid': 'otp-form' }, otp.form_type), ` by EVC (PAN ${otp.pan}). Give this code only if you want that return filed.`)
+        : h('p', {}, h('strong', { 'data-testid': 'otp-gsp' }, otp.gsp_name), ' asks to act for you.'),
       h('p', { className: 'otp-code', 'data-testid': 'otp-code', 'aria-label': `One-time password ${String(otp.code).split('').join(' ')}` }, otp.code),
       h('p', { className: 'hint' }, 'Asked ', timeEl(otp.created_at), '; valid until ', timeEl(otp.expires_at, { 'data-testid': 'otp-expires' }), '.'),
     )));

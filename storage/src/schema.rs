@@ -78,6 +78,10 @@ diesel::table! {
         expires_at -> Timestamp,
         attempts_left -> Integer,
         state -> Text,
+        purpose -> Text,
+        session_id -> Nullable<Text>,
+        pan -> Nullable<Text>,
+        form_type -> Nullable<Text>,
     }
 }
 
@@ -89,6 +93,9 @@ diesel::table! {
         code -> Text,
         created_at -> Timestamp,
         expires_at -> Timestamp,
+        purpose -> Text,
+        pan -> Nullable<Text>,
+        form_type -> Nullable<Text>,
     }
 }
 

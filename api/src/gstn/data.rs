@@ -17,20 +17,26 @@ use serde_json::{Value, json};
 
 use super::crypto::{self, AesKey};
 use super::dialect::{self, GstnError, StatusCd, check_state_code, header, headers, verify_client};
+use super::evc;
 use crate::gateway::DialectToken;
 use crate::gateway::forward::{UpstreamClient, set_session_facts};
-use crate::gateway::view::SandboxReference;
+use crate::gateway::view::{CachedClient, SandboxReference};
 use crate::state::AppState;
 
 /// What the enforcement established about a dialect data call.
-struct Admitted {
-    token: Arc<DialectToken>,
-    sek: AesKey,
+pub(super) struct Admitted {
+    pub(super) client: Arc<CachedClient>,
+    pub(super) token: Arc<DialectToken>,
+    pub(super) sek: AesKey,
     /// How the client's software reads `status_cd`.
     numeric_status_cd: bool,
 }
 
-async fn admit(state: &AppState, req: &HttpRequest, query: &Query<'_>) -> Result<Admitted, GstnError> {
+pub(super) async fn admit(
+    state: &AppState,
+    req: &HttpRequest,
+    query: &Query<'_>,
+) -> Result<Admitted, GstnError> {
     let headers = req.headers();
     let client = verify_client(state, headers).await?;
     let token_text = header(headers, &headers::AUTH_TOKEN)
@@ -79,22 +85,23 @@ async fn admit(state: &AppState, req: &HttpRequest, query: &Query<'_>) -> Result
     state.view.mark_used(&token.session_id, &session, now);
     let sek = token.sek_key.ok_or_else(GstnError::invalid_session)?;
     Ok(Admitted {
+        numeric_status_cd: dialect::numeric_status_cd(&state.settings, Some(&client)),
+        client,
         token,
         sek,
-        numeric_status_cd: dialect::numeric_status_cd(&state.settings, Some(&client)),
     })
 }
 
 /// The query string's parameters, in order (the dialect's GETs carry a handful; borrowed unless
 /// percent-encoded).
-struct Query<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+pub(super) struct Query<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
 
 impl<'a> Query<'a> {
-    fn parse(text: &'a str) -> Self {
+    pub(super) fn parse(text: &'a str) -> Self {
         Self(form_urlencoded::parse(text.as_bytes()).collect())
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_ref())
     }
 
@@ -129,12 +136,15 @@ fn encrypted_answer(status: StatusCd, answer: &crypto::EncryptedResponseBytes) -
     json
 }
 
-/// An encrypted write body.
+/// An encrypted write body: `hmac` over the data, or a filing's signature (`st`, `sign`, `sid`).
 #[derive(Debug, Deserialize)]
 struct EncryptedBody {
     action: Option<String>,
     data: Option<String>,
     hmac: Option<String>,
+    st: Option<String>,
+    sign: Option<String>,
+    sid: Option<String>,
 }
 
 /// Actions are matched in upper case, as the GST System writes them (copied only when they are not).
@@ -192,21 +202,47 @@ async fn serve(
 ) -> Result<(Admitted, web::Bytes), GstnError> {
     let query = Query::parse(req.query_string());
     let admitted = admit(state, req, &query).await?;
+    let mut evc_signed = None;
     let (action, payload) = if matches!(*req.method(), Method::PUT | Method::POST) {
         let envelope: EncryptedBody =
             serde_json::from_slice(body).map_err(|_| GstnError::new("GEN5007", "Malformed request"))?;
-        let action = envelope.action.ok_or_else(|| GstnError::missing("action"))?;
+        let action = upper_case(Cow::Owned(
+            envelope.action.ok_or_else(|| GstnError::missing("action"))?,
+        ))
+        .into_owned();
         let data = envelope.data.ok_or_else(|| GstnError::missing("data"))?;
-        let hmac = envelope.hmac.ok_or_else(|| GstnError::missing("hmac"))?;
-        let plain = crypto::decrypt_request(&admitted.sek, &data, &hmac).map_err(|error| match error {
-            crypto::CryptoError::HmacMismatch => {
-                GstnError::new("GEN5007", "Malformed request: hmac does not match data")
+        let plain = match envelope.st.as_deref() {
+            Some(st) => {
+                let signed = evc::Signed {
+                    st,
+                    sign: envelope.sign.as_deref(),
+                    sid: envelope.sid.as_deref(),
+                };
+                let (plain, by) =
+                    evc::verify_signed(state, req, &admitted, &action, resource, &data, signed).await?;
+                evc_signed = Some(by);
+                plain
             }
-            _ => GstnError::new(
-                "GEN5007",
-                "Malformed request: data cannot be decrypted with the session key",
-            ),
-        })?;
+            // A return is filed signed; without a signature the GST System asks for the EVC OTP.
+            None if action == "RETFILE" => {
+                return Err(GstnError::new(
+                    "EVCREQUEST",
+                    "RETFILE needs a signature: request an EVC OTP (action EVCOTP) and send st EVC, sid and sign",
+                ));
+            }
+            None => {
+                let hmac = envelope.hmac.ok_or_else(|| GstnError::missing("hmac"))?;
+                crypto::decrypt_request(&admitted.sek, &data, &hmac).map_err(|error| match error {
+                    crypto::CryptoError::HmacMismatch => {
+                        GstnError::new("GEN5007", "Malformed request: hmac does not match data")
+                    }
+                    _ => GstnError::new(
+                        "GEN5007",
+                        "Malformed request: data cannot be decrypted with the session key",
+                    ),
+                })?
+            }
+        };
         let payload: Value = serde_json::from_slice(&plain)
             .map_err(|_| GstnError::new("GEN5007", "Malformed request: data is not JSON"))?;
         (Cow::Owned(action), Some(payload))
@@ -220,6 +256,7 @@ async fn serve(
             version,
             resource,
             action: &action,
+            evc: evc_signed.as_ref(),
         };
         to_json(&forward(upstream, req, &call, &admitted.token, payload).await?)?
     } else {
@@ -250,12 +287,20 @@ const PASSED_ON: [&str; 6] = [
 /// the JSON passed on; a read's is also in the query).
 const ACTION_HEADER: &str = "x-gstn-action";
 
-/// What a data call asks for: `/taxpayerapi/{version}/{resource}`, with its `action`.
+/// What a data call asks for: `/taxpayerapi/{version}/{resource}`, with its `action`, and for a
+/// filing the EVC signature the gateway checked.
 struct Call<'a> {
     version: &'a str,
     resource: &'a str,
     action: &'a str,
+    evc: Option<&'a evc::EvcSigned>,
 }
+
+/// The headers that tell the upstream a filing was signed by EVC, and for which PAN and form (the
+/// gateway checked the code; the upstream never sees it).
+const SIGNED_WITH_HEADER: &str = "x-gstn-signed-with";
+const SIGNATORY_PAN_HEADER: &str = "x-gstn-signatory-pan";
+const FORM_TYPE_HEADER: &str = "x-gstn-form-type";
 
 /// Forwards the decrypted call to the upstream as plain JSON, its `action` in `X-Gstn-Action`, and
 /// returns the upstream's JSON answer. An answer in the dialect's failure envelope
@@ -272,6 +317,7 @@ async fn forward(
         version,
         resource,
         action,
+        evc,
     } = *call;
     if crate::gateway::forward::has_dot_segment(resource) {
         return Err(crate::gateway::forward::dot_segment_refused().into());
@@ -288,6 +334,18 @@ async fn forward(
     let action = http::HeaderValue::from_str(action)
         .map_err(|_| GstnError::new("GEN5007", "Malformed request: action"))?;
     headers.insert(http::HeaderName::from_static(ACTION_HEADER), action);
+    if let Some(evc) = evc {
+        // Both checked: a PAN's shape and a form type's letters and digits are valid header values.
+        for (name, value) in [
+            (SIGNED_WITH_HEADER, "EVC"),
+            (SIGNATORY_PAN_HEADER, evc.pan.as_str()),
+            (FORM_TYPE_HEADER, evc.form_type.as_str()),
+        ] {
+            if let Ok(value) = http::HeaderValue::from_str(value) {
+                headers.insert(http::HeaderName::from_static(name), value);
+            }
+        }
+    }
     for name in PASSED_ON {
         if let Some(value) = header(req.headers(), name).and_then(|v| http::HeaderValue::from_str(v).ok()) {
             headers.insert(http::HeaderName::from_static(name), value);
@@ -582,6 +640,27 @@ fn sandbox(
                 },
             );
             to_json(&json!({"reference_id": reference_id}))
+        }
+        // Reached only signed: [`serve`] refuses an unsigned RETFILE and checks the EVC code first.
+        (Method::POST, resource, "RETFILE") if resource.starts_with("returns/") => {
+            let payload = payload.ok_or_else(|| GstnError::missing("data"))?;
+            let other_gstin = payload
+                .get("gstin")
+                .and_then(Value::as_str)
+                .is_some_and(|gstin| !gstin.eq_ignore_ascii_case(&token.gstin));
+            if other_gstin {
+                return Err(GstnError::new(
+                    "GEN5001",
+                    "Invalid request parameters: the return's gstin is not the session's",
+                ));
+            }
+            let ack_num = format!(
+                "AA{}{}",
+                &token.gstin[..2],
+                &uuid::Uuid::new_v4().simple().to_string()[..13]
+            )
+            .to_uppercase();
+            to_json(&json!({"ack_num": ack_num}))
         }
         (Method::GET, "returns", "RETSTATUS") => {
             let reference_id = query

@@ -12,6 +12,7 @@ pub mod authenticate;
 pub mod crypto;
 pub mod data;
 pub mod dialect;
+pub mod evc;
 pub mod rsa_key;
 
 use std::sync::Arc;
@@ -67,8 +68,17 @@ async fn dispatch(
         return dialect::failure(numeric, &unknown);
     }
     if resource == "authenticate" || resource == "authenticate/" {
+        if req.method() == Method::GET && is_evc_otp(req.query_string()) {
+            return evc::evc_otp(&state, &req).await;
+        }
         if req.method() != Method::POST {
-            return method_refused(&state, &req, "authenticate: send POST", "POST").await;
+            return method_refused(
+                &state,
+                &req,
+                "authenticate: send POST (GET only with action=EVCOTP)",
+                "GET, POST",
+            )
+            .await;
         }
         return authenticate::authenticate(state, req, body).await;
     }
@@ -83,6 +93,12 @@ async fn dispatch(
         .await;
     }
     data::data_call(&state, &upstream, &req, version, resource, &body).await
+}
+
+/// Whether an authenticate query asks for an EVC OTP (the one authenticate action sent by GET).
+fn is_evc_otp(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes())
+        .any(|(name, value)| name == "action" && value.eq_ignore_ascii_case("EVCOTP"))
 }
 
 /// 405 GEN5007 in the dialect's envelope, with `Allow`.

@@ -168,8 +168,10 @@ pub async fn deliver_otp(
         OtpDelivery::Inbox => {}
         OtpDelivery::Log => {
             // Development only: the code is readable by whoever reads the log.
+            let form_type = opened.evc.as_ref().map(|evc| evc.form_type.as_str());
             tracing::warn!(target: "gsp_gateway::otp_log", gstin = %opened.gstin, gsp = %client.name,
-                code = %opened.code.as_str(), "OTP (log delivery channel, development only)");
+                code = %opened.code.as_str(), evc_form_type = form_type,
+                "OTP (log delivery channel, development only)");
         }
         OtpDelivery::Webhook => {
             if let Err(cause) = deliver_webhook(state, client, opened).await {
@@ -190,6 +192,23 @@ pub async fn deliver_otp(
     Ok(())
 }
 
+/// The webhook's message: the contract's `{gstin, gsp_name, code, expires_at}`, plus `purpose`
+/// (`session` or `evc`) and, for an EVC OTP, the `form_type` and `pan` it signs for.
+fn webhook_message(client: &GspClient, opened: &svc::OpenedOtp) -> serde_json::Value {
+    let mut message = json!({
+        "gstin": opened.gstin,
+        "gsp_name": client.name,
+        "code": opened.code.as_str(),
+        "expires_at": crate::json::rfc3339(&opened.expires_at),
+        "purpose": if opened.evc.is_some() { "evc" } else { "session" },
+    });
+    if let Some(evc) = &opened.evc {
+        message["form_type"] = json!(evc.form_type);
+        message["pan"] = json!(evc.pan);
+    }
+    message
+}
+
 async fn deliver_webhook(
     state: &AppState,
     client: &GspClient,
@@ -203,8 +222,10 @@ async fn deliver_webhook(
     let response = state
         .http
         .post(url)
-        .timeout(std::time::Duration::from_millis(state.settings.otp_webhook_timeout_ms))
-        .json(&json!({"gstin": opened.gstin, "gsp_name": client.name, "code": opened.code.as_str(), "expires_at": crate::json::rfc3339(&opened.expires_at)}))
+        .timeout(std::time::Duration::from_millis(
+            state.settings.otp_webhook_timeout_ms,
+        ))
+        .json(&webhook_message(client, opened))
         .send()
         .await
         .map_err(|e| e.without_url().to_string())?;

@@ -261,6 +261,17 @@ pub struct OpenedOtp {
     pub expires_at: DateTime<Utc>,
     /// The taxpayer.
     pub gstin: String,
+    /// For an EVC OTP: what it signs.
+    pub evc: Option<EvcPurpose>,
+}
+
+/// What an EVC OTP signs: the form, for the signatory's PAN.
+#[derive(Debug, Clone)]
+pub struct EvcPurpose {
+    /// The signatory's PAN.
+    pub pan: String,
+    /// The form (`R1`, `R3B`, …).
+    pub form_type: String,
 }
 
 /// Opens an OTP challenge for the taxpayer, replacing this GSP's pending one, in the contract's order of checks.
@@ -292,32 +303,18 @@ pub fn open_otp(
             return Err(refusal);
         }
         otp::replace_pending(conn, &taxpayer.id, &client.client_id)?;
-        otp::insert(
+        store_challenge(
             conn,
-            &ChallengeRow {
-                id: challenge.id.clone(),
-                taxpayer_id: taxpayer.id.clone(),
-                gsp_client_id: client.client_id.clone(),
-                code_hash: challenge.code_hash.clone(),
-                created_at: to_db(now),
-                expires_at: to_db(challenge.expires_at),
-                attempts_left: i32::from(challenge.attempts_left),
-                state: otp::PENDING.into(),
+            &NewChallenge {
+                client,
+                taxpayer_id: &taxpayer.id,
+                challenge: &challenge,
+                code: &code,
+                evc: None,
             },
+            settings,
+            now,
         )?;
-        if settings.otp_delivery == OtpDelivery::Inbox {
-            otp::deliver_to_inbox(
-                conn,
-                &InboxRow {
-                    challenge_id: challenge.id.clone(),
-                    taxpayer_id: taxpayer.id.clone(),
-                    gsp_name: client.name.clone(),
-                    code: code.as_str().to_owned(),
-                    created_at: to_db(now),
-                    expires_at: to_db(challenge.expires_at),
-                },
-            )?;
-        }
         Ok::<_, ApiError>(())
     })?;
     Ok(OpenedOtp {
@@ -325,7 +322,80 @@ pub fn open_otp(
         code,
         expires_at: challenge.expires_at,
         gstin: taxpayer.gstin,
+        evc: None,
     })
+}
+
+/// A challenge to store: for a session OTP, or for an EVC OTP of a session.
+pub struct NewChallenge<'a> {
+    /// The GSP that asked.
+    pub client: &'a GspClient,
+    /// The addressee.
+    pub taxpayer_id: &'a str,
+    /// The challenge (its code hashed).
+    pub challenge: &'a OtpChallenge,
+    /// The code, for the inbox's message.
+    pub code: &'a OtpCode,
+    /// For an EVC OTP: the session that asked, and what the code signs.
+    pub evc: Option<(&'a str, &'a EvcPurpose)>,
+}
+
+/// Stores a new pending challenge and, with the inbox channel, its message (inside the caller's
+/// transaction).
+pub fn store_challenge(
+    conn: &mut DbConn,
+    new: &NewChallenge<'_>,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    let NewChallenge {
+        client,
+        taxpayer_id,
+        challenge,
+        code,
+        evc,
+    } = *new;
+    let purpose = if evc.is_some() {
+        otp::FOR_EVC
+    } else {
+        otp::FOR_SESSION
+    };
+    let pan = evc.map(|(_, evc)| evc.pan.clone());
+    let form_type = evc.map(|(_, evc)| evc.form_type.clone());
+    otp::insert(
+        conn,
+        &ChallengeRow {
+            id: challenge.id.clone(),
+            taxpayer_id: taxpayer_id.to_owned(),
+            gsp_client_id: client.client_id.clone(),
+            code_hash: challenge.code_hash.clone(),
+            created_at: to_db(now),
+            expires_at: to_db(challenge.expires_at),
+            attempts_left: i32::from(challenge.attempts_left),
+            state: otp::PENDING.into(),
+            purpose: purpose.into(),
+            session_id: evc.map(|(session_id, _)| session_id.to_owned()),
+            pan: pan.clone(),
+            form_type: form_type.clone(),
+        },
+    )?;
+    if settings.otp_delivery == OtpDelivery::Inbox {
+        otp::deliver_to_inbox(
+            conn,
+            &InboxRow {
+                challenge_id: challenge.id.clone(),
+                taxpayer_id: taxpayer_id.to_owned(),
+                gsp_name: client.name.clone(),
+                code: code.as_str().to_owned(),
+                created_at: to_db(now),
+                expires_at: to_db(challenge.expires_at),
+                purpose: purpose.into(),
+                pan,
+                form_type,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 fn check_otp_allowed(
@@ -338,28 +408,45 @@ fn check_otp_allowed(
     if let Err(refusal) = access::get(conn, &taxpayer.id)?.open_until(now) {
         return Ok(Some(refusal.into()));
     }
-    let window = TimeDelta::minutes(i64::from(settings.otp_rate_window_minutes));
-    let since = to_db(now - window);
-    let recent = otp::count_since(conn, &taxpayer.id, &client.client_id, since)?;
-    if recent >= i64::from(settings.otp_rate_limit) {
-        let oldest = otp::oldest_since(conn, &taxpayer.id, &client.client_id, since)?.map_or(now, from_db);
-        let retry = ((oldest + window) - now).num_seconds().max(1);
-        return Ok(Some(
-            ApiError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "at most {} OTP requests per {} minutes for one taxpayer and GSP",
-                    settings.otp_rate_limit, settings.otp_rate_window_minutes
-                ),
-            )
-            .with_header(actix_web::http::header::RETRY_AFTER, &retry.to_string()),
-        ));
+    if let Some(refusal) = otp_rate_refusal(conn, client, &taxpayer.id, otp::FOR_SESSION, settings, now)? {
+        return Ok(Some(refusal));
     }
     let active = sessions::count_active(conn, &taxpayer.id, &client.client_id, to_db(now))?;
     if active >= i64::from(settings.session_cap) {
         return Ok(Some(session_limit(settings)));
     }
     Ok(None)
+}
+
+/// 429 `rate_limited` (with `Retry-After`) when the pair asked for `otp_rate_limit` OTPs for `purpose`
+/// within the rate window.
+pub fn otp_rate_refusal(
+    conn: &mut DbConn,
+    client: &GspClient,
+    taxpayer_id: &str,
+    purpose: &str,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Option<ApiError>, StorageError> {
+    let window = TimeDelta::minutes(i64::from(settings.otp_rate_window_minutes));
+    let since = to_db(now - window);
+    let recent = otp::count_since(conn, taxpayer_id, &client.client_id, purpose, since)?;
+    if recent < i64::from(settings.otp_rate_limit) {
+        return Ok(None);
+    }
+    let oldest =
+        otp::oldest_since(conn, taxpayer_id, &client.client_id, purpose, since)?.map_or(now, from_db);
+    let retry = ((oldest + window) - now).num_seconds().max(1);
+    Ok(Some(
+        ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "at most {} OTP requests per {} minutes for one taxpayer and GSP",
+                settings.otp_rate_limit, settings.otp_rate_window_minutes
+            ),
+        )
+        .with_header(actix_web::http::header::RETRY_AFTER, &retry.to_string()),
+    ))
 }
 
 fn session_limit(settings: &Settings) -> ApiError {

@@ -2,6 +2,7 @@
 //! Called by the HTTP handlers and the command line alike.
 
 pub mod activity;
+pub mod evc;
 pub mod gsp;
 pub mod provisioning;
 pub mod taxpayer;

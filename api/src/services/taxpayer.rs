@@ -138,6 +138,16 @@ pub struct OtpMessage {
     /// Until when it works.
     #[serde(serialize_with = "crate::json::utc_seconds")]
     pub expires_at: DateTime<Utc>,
+    /// What giving the code allows: `session` (the GSP acts for you until your access window ends) or
+    /// `evc` (the GSP files one return signed by EVC, in the GST System dialect).
+    #[schema(schema_with = crate::openapi::otp_purpose_schema)]
+    pub purpose: String,
+    /// For an `evc` code: the form it signs (`R1`, `R3B`, …); null for a `session` code.
+    #[schema(example = json!(null))]
+    pub form_type: Option<String>,
+    /// For an `evc` code: the signatory's PAN; null for a `session` code.
+    #[schema(example = json!(null))]
+    pub pan: Option<String>,
 }
 
 /// Audit facts of a taxpayer's own action.
@@ -501,6 +511,9 @@ pub fn inbox(conn: &mut DbConn, row: &TaxpayerRow, now: DateTime<Utc>) -> Result
             code: m.code,
             created_at: from_db(m.created_at),
             expires_at: from_db(m.expires_at),
+            purpose: m.purpose,
+            form_type: m.form_type,
+            pan: m.pan,
         })
         .collect())
 }

@@ -16,6 +16,12 @@ pub const VOIDED: &str = "voided";
 /// A newer request from the same GSP replaced it.
 pub const REPLACED: &str = "replaced";
 
+/// What a challenge's code is for: opening a GSP session (the contract's OTP).
+pub const FOR_SESSION: &str = "session";
+/// What a challenge's code is for: signing one filing by EVC, within a session (the GST System
+/// dialect's `EVCOTP`).
+pub const FOR_EVC: &str = "evc";
+
 /// A stored OTP challenge.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = otp_challenges)]
@@ -36,6 +42,14 @@ pub struct ChallengeRow {
     pub attempts_left: i32,
     /// `pending`, `used`, `voided` or `replaced`.
     pub state: String,
+    /// [`FOR_SESSION`] or [`FOR_EVC`].
+    pub purpose: String,
+    /// EVC: the session that asked (the only one that may sign with the code).
+    pub session_id: Option<String>,
+    /// EVC: the signatory's PAN.
+    pub pan: Option<String>,
+    /// EVC: the form the code signs (`R1`, `R3B`, …), as the GSP named it.
+    pub form_type: Option<String>,
 }
 
 impl ChallengeRow {
@@ -66,9 +80,15 @@ pub struct InboxRow {
     pub created_at: NaiveDateTime,
     /// Until when the code works.
     pub expires_at: NaiveDateTime,
+    /// [`FOR_SESSION`] or [`FOR_EVC`].
+    pub purpose: String,
+    /// EVC: the signatory's PAN.
+    pub pan: Option<String>,
+    /// EVC: the form the code signs.
+    pub form_type: Option<String>,
 }
 
-/// Replaces the pair's pending challenge (and its inbox message); returns the replaced ids.
+/// Replaces the pair's pending session challenge (and its inbox message); returns the replaced ids.
 pub fn replace_pending(
     conn: &mut DbConn,
     taxpayer_id: &str,
@@ -77,9 +97,25 @@ pub fn replace_pending(
     let ids: Vec<String> = otp_challenges::table
         .filter(otp_challenges::taxpayer_id.eq(taxpayer_id))
         .filter(otp_challenges::gsp_client_id.eq(gsp_client_id))
+        .filter(otp_challenges::purpose.eq(FOR_SESSION))
         .filter(otp_challenges::state.eq(PENDING))
         .select(otp_challenges::id)
         .load(conn)?;
+    mark_replaced(conn, ids)
+}
+
+/// Replaces the session's pending EVC challenge (and its inbox message); returns the replaced ids.
+pub fn replace_pending_evc(conn: &mut DbConn, session_id: &str) -> Result<Vec<String>, StorageError> {
+    let ids: Vec<String> = otp_challenges::table
+        .filter(otp_challenges::session_id.eq(session_id))
+        .filter(otp_challenges::purpose.eq(FOR_EVC))
+        .filter(otp_challenges::state.eq(PENDING))
+        .select(otp_challenges::id)
+        .load(conn)?;
+    mark_replaced(conn, ids)
+}
+
+fn mark_replaced(conn: &mut DbConn, ids: Vec<String>) -> Result<Vec<String>, StorageError> {
     if !ids.is_empty() {
         diesel::delete(otp_inbox::table.filter(otp_inbox::challenge_id.eq_any(&ids))).execute(conn)?;
         diesel::update(otp_challenges::table.filter(otp_challenges::id.eq_any(&ids)))
@@ -97,7 +133,7 @@ pub fn insert(conn: &mut DbConn, row: &ChallengeRow) -> Result<(), StorageError>
     Ok(())
 }
 
-/// The pair's pending challenge (expired or not).
+/// The pair's pending session challenge (expired or not).
 pub fn find_pending(
     conn: &mut DbConn,
     taxpayer_id: &str,
@@ -106,6 +142,7 @@ pub fn find_pending(
     Ok(otp_challenges::table
         .filter(otp_challenges::taxpayer_id.eq(taxpayer_id))
         .filter(otp_challenges::gsp_client_id.eq(gsp_client_id))
+        .filter(otp_challenges::purpose.eq(FOR_SESSION))
         .filter(otp_challenges::state.eq(PENDING))
         .order(otp_challenges::created_at.desc())
         .select(ChallengeRow::as_select())
@@ -113,7 +150,8 @@ pub fn find_pending(
         .optional()?)
 }
 
-/// The pair's challenges opened since `since` that are no longer pending (used, voided or replaced).
+/// The pair's session challenges opened since `since` that are no longer pending (used, voided or
+/// replaced).
 pub fn closed_since(
     conn: &mut DbConn,
     taxpayer_id: &str,
@@ -123,40 +161,57 @@ pub fn closed_since(
     Ok(otp_challenges::table
         .filter(otp_challenges::taxpayer_id.eq(taxpayer_id))
         .filter(otp_challenges::gsp_client_id.eq(gsp_client_id))
+        .filter(otp_challenges::purpose.eq(FOR_SESSION))
         .filter(otp_challenges::state.ne(PENDING))
         .filter(otp_challenges::created_at.gt(since))
         .select(ChallengeRow::as_select())
         .load(conn)?)
 }
 
-/// How many challenges the pair opened since `since` (the OTP request rate).
+/// How many challenges for `purpose` the pair opened since `since` (the OTP request rate).
 pub fn count_since(
     conn: &mut DbConn,
     taxpayer_id: &str,
     gsp_client_id: &str,
+    purpose: &str,
     since: NaiveDateTime,
 ) -> Result<i64, StorageError> {
     Ok(otp_challenges::table
         .filter(otp_challenges::taxpayer_id.eq(taxpayer_id))
         .filter(otp_challenges::gsp_client_id.eq(gsp_client_id))
+        .filter(otp_challenges::purpose.eq(purpose))
         .filter(otp_challenges::created_at.gt(since))
         .count()
         .get_result(conn)?)
 }
 
-/// The oldest challenge of the pair since `since` (to say when the rate allows another).
+/// The oldest challenge for `purpose` of the pair since `since` (to say when the rate allows another).
 pub fn oldest_since(
     conn: &mut DbConn,
     taxpayer_id: &str,
     gsp_client_id: &str,
+    purpose: &str,
     since: NaiveDateTime,
 ) -> Result<Option<NaiveDateTime>, StorageError> {
     Ok(otp_challenges::table
         .filter(otp_challenges::taxpayer_id.eq(taxpayer_id))
         .filter(otp_challenges::gsp_client_id.eq(gsp_client_id))
+        .filter(otp_challenges::purpose.eq(purpose))
         .filter(otp_challenges::created_at.gt(since))
         .select(otp_challenges::created_at)
         .order(otp_challenges::created_at.asc())
+        .first(conn)
+        .optional()?)
+}
+
+/// The session's pending EVC challenge (expired or not).
+pub fn find_pending_evc(conn: &mut DbConn, session_id: &str) -> Result<Option<ChallengeRow>, StorageError> {
+    Ok(otp_challenges::table
+        .filter(otp_challenges::session_id.eq(session_id))
+        .filter(otp_challenges::purpose.eq(FOR_EVC))
+        .filter(otp_challenges::state.eq(PENDING))
+        .order(otp_challenges::created_at.desc())
+        .select(ChallengeRow::as_select())
         .first(conn)
         .optional()?)
 }

@@ -29,22 +29,22 @@ on_both_backends!(
     a_gsp_looping_on_authenticate_is_throttled_per_client,
 );
 
-type Key = [u8; 32];
+pub(crate) type Key = [u8; 32];
 
 /// A GSTR-1 summary call without a `gstin` query parameter (the header names the taxpayer).
 const RETSUM: &str = "/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&ret_period=112025";
 
-fn aes_encrypt(key: &Key, plain: &[u8]) -> Vec<u8> {
+pub(crate) fn aes_encrypt(key: &Key, plain: &[u8]) -> Vec<u8> {
     ecb::Encryptor::<Aes256>::new(key.into()).encrypt_padded_vec_mut::<Pkcs7>(plain)
 }
 
-fn aes_decrypt(key: &Key, cipher: &[u8]) -> Vec<u8> {
+pub(crate) fn aes_decrypt(key: &Key, cipher: &[u8]) -> Vec<u8> {
     ecb::Decryptor::<Aes256>::new(key.into())
         .decrypt_padded_vec_mut::<Pkcs7>(cipher)
         .expect("padding")
 }
 
-fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).unwrap();
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
@@ -57,18 +57,18 @@ fn random_key() -> Key {
 }
 
 /// A GSP client written against the GST System, pointed at the gateway.
-struct GstnClient<'a> {
-    app: &'a TestApp,
+pub(crate) struct GstnClient<'a> {
+    pub(crate) app: &'a TestApp,
     gsp: TestGsp,
-    taxpayer: TestTaxpayer,
+    pub(crate) taxpayer: TestTaxpayer,
     public_key_pem: std::path::PathBuf,
     app_key: Key,
-    sek: Option<Key>,
-    auth_token: Option<String>,
+    pub(crate) sek: Option<Key>,
+    pub(crate) auth_token: Option<String>,
 }
 
 impl<'a> GstnClient<'a> {
-    async fn new(app: &'a TestApp, gsp: TestGsp, taxpayer: TestTaxpayer) -> Self {
+    pub(crate) async fn new(app: &'a TestApp, gsp: TestGsp, taxpayer: TestTaxpayer) -> Self {
         let pem = app
             .client
             .get(format!("{}/taxpayerapi/public-key.pem", app.address))
@@ -133,12 +133,12 @@ impl<'a> GstnClient<'a> {
         (resp.status().as_u16(), resp.json().await.unwrap())
     }
 
-    async fn otp_request(&self) -> (u16, Value) {
+    pub(crate) async fn otp_request(&self) -> (u16, Value) {
         self.authenticate(json!({"action": "OTPREQUEST", "username": self.taxpayer.username, "app_key": self.rsa_app_key(&self.app_key)}))
             .await
     }
 
-    async fn auth_token(&mut self, otp: &str) -> (u16, Value) {
+    pub(crate) async fn auth_token(&mut self, otp: &str) -> (u16, Value) {
         let body = json!({
             "action": "AUTHTOKEN",
             "username": self.taxpayer.username,
@@ -153,7 +153,7 @@ impl<'a> GstnClient<'a> {
     }
 
     /// OTPREQUEST, then AUTHTOKEN with the sandbox OTP: an open session.
-    async fn sign_in(&mut self) {
+    pub(crate) async fn sign_in(&mut self) {
         self.otp_request().await;
         assert_eq!(self.auth_token("102030").await.1["status_cd"], "1");
     }
@@ -194,7 +194,7 @@ impl<'a> GstnClient<'a> {
         .await
     }
 
-    fn data_headers(&self, req: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn data_headers(&self, req: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
         self.headers(req)
             .header("auth-token", token)
             .header("username", &self.taxpayer.username)
@@ -208,7 +208,7 @@ impl<'a> GstnClient<'a> {
         self.data(reqwest::Method::GET, RETSUM, None).await
     }
 
-    async fn data(
+    pub(crate) async fn data(
         &self,
         method: reqwest::Method,
         path_and_query: &str,
@@ -223,11 +223,32 @@ impl<'a> GstnClient<'a> {
         .await
     }
 
-    async fn data_with_token(
+    pub(crate) async fn data_with_token(
         &self,
         method: reqwest::Method,
         path_and_query: &str,
         payload: Option<(&str, Value)>,
+        token: &str,
+    ) -> Value {
+        let body = payload.map(|(action, json)| {
+            let sek = self.sek.unwrap();
+            let b = B64.encode(serde_json::to_vec_pretty(&json).unwrap());
+            json!({
+                "action": action,
+                "data": B64.encode(aes_encrypt(&sek, b.as_bytes())),
+                "hmac": B64.encode(hmac(&sek, b.as_bytes())),
+            })
+        });
+        self.send_envelope(method, path_and_query, body, token).await
+    }
+
+    /// Sends a data call with `body` as the envelope; returns the decrypted JSON of a success, or the
+    /// envelope of a failure.
+    pub(crate) async fn send_envelope(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<Value>,
         token: &str,
     ) -> Value {
         let sek = self.sek.unwrap();
@@ -237,13 +258,8 @@ impl<'a> GstnClient<'a> {
                 .request(method, format!("{}{path_and_query}", self.app.address)),
             token,
         );
-        if let Some((action, json)) = payload {
-            let b = B64.encode(serde_json::to_vec_pretty(&json).unwrap());
-            req = req.json(&json!({
-                "action": action,
-                "data": B64.encode(aes_encrypt(&sek, b.as_bytes())),
-                "hmac": B64.encode(hmac(&sek, b.as_bytes())),
-            }));
+        if let Some(body) = body {
+            req = req.json(&body);
         }
         let answer: Value = req.send().await.unwrap().json().await.unwrap();
         if answer["status_cd"] != "1" {
@@ -266,7 +282,7 @@ async fn dialect_app(backend: Backend) -> (TestApp, TestTaxpayer, TestGsp) {
     dialect_app_with(backend, |_| {}).await
 }
 
-async fn dialect_app_with(
+pub(crate) async fn dialect_app_with(
     backend: Backend,
     configure: impl FnOnce(&mut gsp_gateway_api::Settings),
 ) -> (TestApp, TestTaxpayer, TestGsp) {
@@ -280,7 +296,7 @@ async fn dialect_app_with(
     (app, taxpayer, gsp)
 }
 
-fn error_cd(answer: &Value) -> &str {
+pub(crate) fn error_cd(answer: &Value) -> &str {
     assert_eq!(answer["status_cd"], "0", "{answer}");
     answer["error"]["error_cd"].as_str().unwrap_or("")
 }
@@ -615,7 +631,7 @@ async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(get.status().as_u16(), 405);
-    assert_eq!(get.headers()["allow"], "POST");
+    assert_eq!(get.headers()["allow"], "GET, POST");
     assert_eq!(error_cd(&get.json().await.unwrap()), "GEN5007");
 
     // Bad input is GEN5001, not RET11402, which GSP software reads as "re-authenticate".

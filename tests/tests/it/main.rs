@@ -17,5 +17,6 @@ mod gateway;
 mod gsp;
 mod gstn_cert;
 mod gstn_dialect;
+mod gstn_evc;
 mod metrics;
 mod taxpayer;

@@ -1,0 +1,219 @@
+//! EVC filing in the dialect (gstn-dialect.md §2, §3.7):
+//!
+//! - `GET …/authenticate?action=EVCOTP&gstin=&pan=&form_type=` with the data-call headers (an open
+//!   session) sends the taxpayer a code that signs one filing of `form_type` for `pan`;
+//! - `RETFILE` with `st:"EVC"`, `sid:"PAN|OTP"` and `sign` = HMAC-SHA256(key = `sid`, `B`) instead of
+//!   `hmac` is accepted once the code is right, and uses it up.
+//!
+//! Refusals use the codes GSP software branches on (§6.4): EVCREQUEST for "an EVC OTP is needed"
+//! (none pending, used, expired or voided), AUTH4034 for a wrong one. DSC filing is not served.
+
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use gsp_gateway_domain::{OtpCode, Pan};
+use serde_json::Map;
+
+use super::crypto;
+use super::data::{Admitted, Query, admit};
+use super::dialect::{self, GstnError};
+use crate::auth::Caller;
+use crate::request_id::RequestId;
+use crate::services::evc::{self as svc, EvcOtpRequest, EvcOutcome, EvcSignature};
+use crate::services::gsp::{EvcPurpose, GspClient};
+use crate::state::AppState;
+
+/// The longest `form_type` accepted (the GST System's are short: `R1`, `R3B`, `GSTR9C`, …).
+const FORM_TYPE_MAX: usize = 16;
+
+/// The handler of `EVCOTP`.
+pub async fn evc_otp(state: &AppState, req: &HttpRequest) -> HttpResponse {
+    let answer = request_code(state, req).await;
+    let numeric = dialect::numeric_status_cd_of(state, req.headers()).await;
+    match answer {
+        Ok(()) => dialect::success(numeric, Map::new()),
+        Err(error) => dialect::failure(numeric, &error),
+    }
+}
+
+fn caller(req: &HttpRequest) -> Caller {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(crate::request_id::current, |r| r.0.clone());
+    dialect::caller(req, request_id)
+}
+
+fn gsp_client(admitted: &Admitted) -> GspClient {
+    GspClient {
+        client_id: admitted.client.client_id.clone(),
+        name: admitted.client.name.clone(),
+    }
+}
+
+/// A PAN as the GST System writes it (upper case), or GEN5001.
+fn parse_pan(text: &str) -> Result<Pan, GstnError> {
+    Pan::parse(&text.trim().to_ascii_uppercase())
+        .map_err(|_| GstnError::new("GEN5001", "Invalid request parameters: pan is not a PAN"))
+}
+
+fn parse_form_type(text: &str) -> Result<String, GstnError> {
+    let form_type = text.trim();
+    if form_type.is_empty()
+        || form_type.len() > FORM_TYPE_MAX
+        || !form_type.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(GstnError::new(
+            "GEN5001",
+            "Invalid request parameters: form_type is letters and digits (R1, R3B, …)",
+        ));
+    }
+    Ok(form_type.to_ascii_uppercase())
+}
+
+async fn request_code(state: &AppState, req: &HttpRequest) -> Result<(), GstnError> {
+    let query = Query::parse(req.query_string());
+    let admitted = admit(state, req, &query).await?;
+    let pan = parse_pan(query.get("pan").ok_or_else(|| GstnError::missing("pan"))?)?;
+    let form_type = parse_form_type(
+        query
+            .get("form_type")
+            .ok_or_else(|| GstnError::missing("form_type"))?,
+    )?;
+    let code = state
+        .settings
+        .gstn_sandbox_otp
+        .as_deref()
+        .map_or_else(OtpCode::generate, OtpCode::fixed);
+    let client = gsp_client(&admitted);
+    let request = EvcOtpRequest {
+        session_id: admitted.token.session_id.clone(),
+        purpose: EvcPurpose {
+            pan: pan.as_str().to_owned(),
+            form_type,
+        },
+    };
+    let (settings, otp_client, caller, now) = (
+        state.settings.clone(),
+        client.clone(),
+        caller(req),
+        state.clock.now(),
+    );
+    let opened = state
+        .db
+        .run(move |conn| {
+            Ok(svc::open_evc_otp(
+                conn,
+                &otp_client,
+                &request,
+                code,
+                &settings,
+                &caller,
+                now,
+            ))
+        })
+        .await??;
+    crate::routes::gsp::deliver_otp(state, &client, &opened).await?;
+    Ok(())
+}
+
+/// A filing's signature fields, as sent.
+pub struct Signed<'a> {
+    /// `st`: `EVC` (or `DSC`, which is refused).
+    pub st: &'a str,
+    /// `sign`.
+    pub sign: Option<&'a str>,
+    /// `sid` = `PAN|OTP`.
+    pub sid: Option<&'a str>,
+}
+
+/// What the upstream is told about a filing signed by EVC.
+#[derive(Debug, Clone)]
+pub struct EvcSigned {
+    /// The signatory's PAN.
+    pub pan: String,
+    /// The form the code was asked for.
+    pub form_type: String,
+}
+
+/// Checks a signed filing and returns its decrypted JSON bytes: the signature over `data` first (a
+/// mismatch is a malformed request and costs no attempt), then the code, which is used up.
+pub(super) async fn verify_signed(
+    state: &AppState,
+    req: &HttpRequest,
+    admitted: &Admitted,
+    action: &str,
+    resource: &str,
+    data: &str,
+    signed: Signed<'_>,
+) -> Result<(Vec<u8>, EvcSigned), GstnError> {
+    if signed.st.eq_ignore_ascii_case("DSC") {
+        return Err(GstnError::new(
+            "GEN5007",
+            "DSC filing is not served by this gateway: file with st EVC",
+        ));
+    }
+    if !signed.st.eq_ignore_ascii_case("EVC") {
+        return Err(GstnError::new(
+            "GEN5001",
+            "Invalid request parameters: st must be EVC",
+        ));
+    }
+    if action != "RETFILE" {
+        return Err(GstnError::new(
+            "GEN5001",
+            "Invalid request parameters: an EVC signature belongs to RETFILE",
+        ));
+    }
+    let sign = signed.sign.ok_or_else(|| GstnError::missing("sign"))?;
+    let sid = signed.sid.ok_or_else(|| GstnError::missing("sid"))?;
+    let (pan, otp) = sid
+        .split_once('|')
+        .filter(|(pan, otp)| !pan.is_empty() && !otp.is_empty())
+        .ok_or_else(|| GstnError::new("GEN5001", "Invalid request parameters: sid is PAN|OTP"))?;
+    let pan = parse_pan(pan)?;
+    let plain = crypto::decrypt_evc_request(&admitted.sek, data, sign, sid).map_err(|error| match error {
+        crypto::CryptoError::HmacMismatch => {
+            GstnError::new("GEN5007", "Malformed request: sign does not match data")
+        }
+        _ => GstnError::new(
+            "GEN5007",
+            "Malformed request: data cannot be decrypted with the session key",
+        ),
+    })?;
+    let signature = EvcSignature {
+        session_id: admitted.token.session_id.clone(),
+        pan: pan.as_str().to_owned(),
+        otp: otp.to_owned(),
+        action: action.to_owned(),
+        resource: resource.to_owned(),
+    };
+    let (client, caller, now) = (gsp_client(admitted), caller(req), state.clock.now());
+    let outcome = state
+        .db
+        .run(move |conn| Ok(svc::sign_with_evc(conn, &client, &signature, &caller, now)))
+        .await??;
+    match outcome {
+        EvcOutcome::Signed { form_type } => Ok((
+            plain,
+            EvcSigned {
+                pan: pan.as_str().to_owned(),
+                form_type,
+            },
+        )),
+        EvcOutcome::NoCode => Err(GstnError::new(
+            "EVCREQUEST",
+            "No EVC OTP is pending for this session: request one (action EVCOTP)",
+        )),
+        EvcOutcome::OtherPan => Err(GstnError::new(
+            "GEN5001",
+            "Invalid request parameters: the PAN in sid is not the one the EVC OTP was sent for",
+        )),
+        EvcOutcome::Wrong(left) => Err(GstnError::new(
+            "AUTH4034",
+            format!("Invalid OTP; {left} attempts remaining"),
+        )),
+        EvcOutcome::Exhausted => Err(GstnError::new(
+            "EVCREQUEST",
+            "Too many wrong OTPs: this EVC OTP is void; request a new one (action EVCOTP)",
+        )),
+    }
+}

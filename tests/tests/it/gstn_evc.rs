@@ -1,0 +1,451 @@
+//! EVC filing in the GST System dialect: `EVCOTP` sends the taxpayer a code that signs one filing,
+//! and `RETFILE` with `st:"EVC"` uses it up (gstn-dialect.md §2, §3.7).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use diesel::prelude::*;
+use gsp_gateway_storage::schema::otp_challenges;
+use serde_json::{Value, json};
+
+use crate::gstn_dialect::{GstnClient, aes_encrypt, dialect_app_with, error_cd, hmac};
+use crate::helpers::*;
+
+on_both_backends!(
+    a_return_is_filed_with_the_evc_otp_the_taxpayer_received,
+    an_evc_otp_belongs_to_one_session_and_five_wrong_codes_void_it,
+    an_evc_signed_filing_reaches_the_upstream_with_its_signatory,
+    the_webhook_channel_delivers_each_code_with_what_it_is_for,
+);
+
+const GSTR1: &str = "/taxpayerapi/v1.1/returns/gstr1";
+
+/// The return a filing carries (GSTR-1's summary, as GSP software sends it).
+fn summary(gstin: &str) -> Value {
+    json!({"gstin": gstin, "ret_period": "112025", "sec_sum": [{"sec_nm": "B2B", "ttl_rec": 1}]})
+}
+
+/// A RETFILE envelope signed by EVC: `sign` keyed by `sign_sid`, `sid` sent as `sid`.
+fn evc_envelope(client: &GstnClient<'_>, payload: &Value, sid: &str, sign_sid: &str) -> Value {
+    let b = B64.encode(serde_json::to_vec(payload).unwrap());
+    json!({
+        "action": "RETFILE",
+        "data": B64.encode(aes_encrypt(&client.sek.unwrap(), b.as_bytes())),
+        "sign": B64.encode(hmac(sign_sid.as_bytes(), b.as_bytes())),
+        "st": "EVC",
+        "sid": sid,
+    })
+}
+
+impl GstnClient<'_> {
+    /// `GET …/authenticate?action=EVCOTP&gstin=&pan=&form_type=` with the data-call headers.
+    async fn evc_otp(&self, pan: &str, form_type: &str) -> (u16, Value) {
+        let url = format!(
+            "{}/taxpayerapi/v1.0/authenticate?action=EVCOTP&gstin={}&pan={pan}&form_type={form_type}",
+            self.app.address, self.taxpayer.gstin
+        );
+        let resp = self
+            .data_headers(self.app.client.get(url), self.auth_token.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    /// Files the taxpayer's GSTR-1 signed with `sid` = `PAN|OTP`.
+    async fn file(&self, sid: &str) -> Value {
+        self.file_signed(sid, sid).await
+    }
+
+    async fn file_signed(&self, sid: &str, sign_sid: &str) -> Value {
+        let body = evc_envelope(self, &summary(&self.taxpayer.gstin), sid, sign_sid);
+        self.send_envelope(
+            reqwest::Method::POST,
+            GSTR1,
+            Some(body),
+            self.auth_token.as_deref().unwrap(),
+        )
+        .await
+    }
+
+    /// Signs in with the OTP the taxpayer received (no sandbox OTP).
+    async fn sign_in_from_inbox(&mut self, gsp: &TestGsp) {
+        assert_eq!(self.otp_request().await.1["status_cd"], "1");
+        let code = inbox_code(self.app, &self.taxpayer, gsp, "session").await;
+        assert_eq!(self.auth_token(&code).await.1["status_cd"], "1");
+    }
+}
+
+/// The taxpayer's inbox message from `gsp` for `purpose`, if any.
+async fn inbox_message(
+    app: &TestApp,
+    taxpayer: &TestTaxpayer,
+    gsp: &TestGsp,
+    purpose: &str,
+) -> Option<Value> {
+    let token = app.login(taxpayer).await;
+    let inbox = app.get("/v1/taxpayer/otp-requests", Auth::Bearer(&token)).await;
+    inbox
+        .ok(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["gsp_name"] == gsp.name.as_str() && m["purpose"] == purpose)
+        .cloned()
+}
+
+async fn inbox_code(app: &TestApp, taxpayer: &TestTaxpayer, gsp: &TestGsp, purpose: &str) -> String {
+    let message = inbox_message(app, taxpayer, gsp, purpose)
+        .await
+        .unwrap_or_else(|| panic!("a {purpose} OTP in the inbox"));
+    message["code"].as_str().unwrap().to_owned()
+}
+
+/// The EVC challenges as stored: (state, attempts_left, session_id, pan, form_type, code_hash), oldest first.
+type EvcRow = (
+    String,
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+async fn evc_challenges(app: &TestApp) -> Vec<EvcRow> {
+    app.state
+        .db
+        .run(|c| {
+            Ok(otp_challenges::table
+                .filter(otp_challenges::purpose.eq("evc"))
+                .order(otp_challenges::created_at.asc())
+                .select((
+                    otp_challenges::state,
+                    otp_challenges::attempts_left,
+                    otp_challenges::session_id,
+                    otp_challenges::pan,
+                    otp_challenges::form_type,
+                    otp_challenges::code_hash,
+                ))
+                .load(c)?)
+        })
+        .await
+        .unwrap()
+}
+
+/// An app without the sandbox's fixed OTP: every code is random and reaches the taxpayer's inbox.
+async fn evc_app(backend: Backend, upstream: Option<String>) -> (TestApp, TestTaxpayer, TestGsp) {
+    let (app, taxpayer, gsp) = dialect_app_with(backend, |s| {
+        s.gstn_sandbox_otp = None;
+        s.upstream_url = upstream;
+    })
+    .await;
+    app.enable_access(&taxpayer, 24).await;
+    (app, taxpayer, gsp)
+}
+
+fn wrong(code: &str) -> &'static str {
+    if code == "000000" { "000001" } else { "000000" }
+}
+
+async fn a_return_is_filed_with_the_evc_otp_the_taxpayer_received(backend: Backend) {
+    let (app, taxpayer, gsp) = evc_app(backend, None).await;
+    let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    client.sign_in_from_inbox(&gsp).await;
+    let pan = &taxpayer.gstin[2..12];
+
+    // A return is filed signed: unsigned, or signed with no code asked for, the client is told to
+    // ask for the EVC OTP.
+    let unsigned = client
+        .data(
+            reqwest::Method::POST,
+            GSTR1,
+            Some(("RETFILE", summary(&taxpayer.gstin))),
+        )
+        .await;
+    assert_eq!(error_cd(&unsigned), "EVCREQUEST", "{unsigned}");
+    assert_eq!(
+        error_cd(&client.file(&format!("{pan}|123456")).await),
+        "EVCREQUEST"
+    );
+
+    // Bad parameters are GEN5001 and send nothing.
+    for (bad_pan, form_type) in [("ABCDE12345", "R1"), (pan, ""), (pan, "R%201")] {
+        let (status, answer) = client.evc_otp(bad_pan, form_type).await;
+        assert_eq!((status, error_cd(&answer)), (200, "GEN5001"), "{answer}");
+    }
+    assert!(evc_challenges(&app).await.is_empty());
+
+    // The code reaches the taxpayer's inbox, saying what it signs; only its hash is stored.
+    assert_eq!(
+        client.evc_otp(&pan.to_lowercase(), "r1").await,
+        (200, json!({"status_cd": "1"}))
+    );
+    let message = inbox_message(&app, &taxpayer, &gsp, "evc")
+        .await
+        .expect("the EVC OTP");
+    assert_eq!(
+        (&message["form_type"], &message["pan"]),
+        (&json!("R1"), &json!(pan))
+    );
+    assert!(
+        inbox_message(&app, &taxpayer, &gsp, "session").await.is_none(),
+        "the session's OTP was used"
+    );
+    let code = message["code"].as_str().unwrap().to_owned();
+    let stored = evc_challenges(&app).await;
+    assert_eq!(stored.len(), 1);
+    let (state, attempts, session_id, stored_pan, form_type, hash) = &stored[0];
+    assert_eq!((state.as_str(), *attempts), ("pending", 5));
+    assert!(session_id.is_some());
+    assert_eq!(
+        (stored_pan.as_deref(), form_type.as_deref()),
+        (Some(pan), Some("R1"))
+    );
+    assert!(!hash.contains(&code));
+    assert_eq!(
+        app.activity_event(&taxpayer, "evc_otp.requested").await["detail"]["form_type"],
+        "R1"
+    );
+
+    // A sign that does not match the data, or another PAN, costs no attempt.
+    let sid = format!("{pan}|{code}");
+    let forged = client.file_signed(&sid, &format!("{pan}|{}", wrong(&code))).await;
+    assert_eq!(error_cd(&forged), "GEN5007", "{forged}");
+    let other_pan = client.file(&format!("AAAPA1111A|{code}")).await;
+    assert_eq!(error_cd(&other_pan), "GEN5001", "{other_pan}");
+    assert_eq!(evc_challenges(&app).await[0].1, 5);
+
+    // A wrong code costs one.
+    let wrong_code = client.file(&format!("{pan}|{}", wrong(&code))).await;
+    assert_eq!(error_cd(&wrong_code), "AUTH4034", "{wrong_code}");
+    assert!(
+        wrong_code["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4 attempts"),
+        "{wrong_code}"
+    );
+    assert_eq!(evc_challenges(&app).await[0].1, 4);
+
+    // The right one files the return, once.
+    let filed = client.file(&sid).await;
+    let ack = filed["ack_num"].as_str().expect("an acknowledgement number");
+    assert!(ack.starts_with(&format!("AA{}", &taxpayer.gstin[..2])), "{ack}");
+    assert_eq!(evc_challenges(&app).await[0].0, "used");
+    assert!(inbox_message(&app, &taxpayer, &gsp, "evc").await.is_none());
+    let signed = app.activity_event(&taxpayer, "return.signed").await;
+    assert_eq!(
+        (
+            &signed["detail"]["signed_with"],
+            &signed["detail"]["pan"],
+            &signed["detail"]["form_type"],
+            &signed["detail"]["action"],
+        ),
+        (&json!("EVC"), &json!(pan), &json!("R1"), &json!("RETFILE"))
+    );
+    assert_eq!(error_cd(&client.file(&sid).await), "EVCREQUEST", "used up");
+
+    // DSC filing is not served; another st is bad input.
+    for (st, expected) in [("DSC", "GEN5007"), ("AADHAAR", "GEN5001")] {
+        let mut body = evc_envelope(&client, &summary(&taxpayer.gstin), &sid, &sid);
+        body["st"] = json!(st);
+        let answer = client
+            .send_envelope(
+                reqwest::Method::POST,
+                GSTR1,
+                Some(body),
+                client.auth_token.as_deref().unwrap(),
+            )
+            .await;
+        assert_eq!(error_cd(&answer), expected, "{st}: {answer}");
+    }
+}
+
+async fn an_evc_otp_belongs_to_one_session_and_five_wrong_codes_void_it(backend: Backend) {
+    let (app, taxpayer, gsp) = evc_app(backend, None).await;
+    let pan = &taxpayer.gstin[2..12];
+    let mut first = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    first.sign_in_from_inbox(&gsp).await;
+    let mut second = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    second.sign_in_from_inbox(&gsp).await;
+
+    // The second session's code does not sign the first session's filing.
+    assert_eq!(second.evc_otp(pan, "R3B").await.1["status_cd"], "1");
+    let code = inbox_code(&app, &taxpayer, &gsp, "evc").await;
+    let sid = format!("{pan}|{code}");
+    assert_eq!(error_cd(&first.file(&sid).await), "EVCREQUEST");
+    // Nor does it open a session on the REST face.
+    app.exchange_otp(&gsp, &taxpayer, &code)
+        .await
+        .assert_problem(401, "otp_expired");
+
+    // Four wrong codes leave it pending; the fifth voids it, and then even the right one is refused.
+    let wrong_sid = format!("{pan}|{}", wrong(&code));
+    for left in (1..=4).rev() {
+        let answer = second.file(&wrong_sid).await;
+        assert_eq!(error_cd(&answer), "AUTH4034", "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{left} attempts"))
+        );
+    }
+    assert_eq!(error_cd(&second.file(&wrong_sid).await), "EVCREQUEST");
+    assert_eq!(error_cd(&second.file(&sid).await), "EVCREQUEST");
+    let stored = evc_challenges(&app).await;
+    assert_eq!((stored[0].0.as_str(), stored[0].1), ("voided", 0));
+    assert!(inbox_message(&app, &taxpayer, &gsp, "evc").await.is_none());
+
+    // A new request replaces the pending one.
+    assert_eq!(second.evc_otp(pan, "R3B").await.1["status_cd"], "1");
+    assert_eq!(second.evc_otp(pan, "R3B").await.1["status_cd"], "1");
+    let states: Vec<String> = evc_challenges(&app).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(states, ["voided", "replaced", "pending"]);
+
+    // The OTP request rate (5 per 15 minutes) counts EVC codes apart from session codes.
+    assert_eq!(second.evc_otp(pan, "R3B").await.1["status_cd"], "1");
+    assert_eq!(second.evc_otp(pan, "R3B").await.1["status_cd"], "1");
+    let (status, throttled) = second.evc_otp(pan, "R3B").await;
+    assert_eq!(
+        (status, error_cd(&throttled)),
+        (429, "rate_limited"),
+        "{throttled}"
+    );
+    app.request_otp(&gsp, &taxpayer).await.ok(202);
+
+    // Switching access off voids the pending code and clears the inbox.
+    app.disable_access(&taxpayer).await;
+    let stored = evc_challenges(&app).await;
+    assert!(stored.iter().all(|r| r.0 != "pending"), "{stored:?}");
+    assert!(inbox_message(&app, &taxpayer, &gsp, "evc").await.is_none());
+}
+
+async fn an_evc_signed_filing_reaches_the_upstream_with_its_signatory(backend: Backend) {
+    let upstream = spawn_upstream().await;
+    let (app, taxpayer, gsp) = evc_app(backend, Some(upstream)).await;
+    let pan = &taxpayer.gstin[2..12];
+    let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    client.sign_in_from_inbox(&gsp).await;
+
+    // A refused filing never reaches the upstream: the echo would answer status_cd 1.
+    assert_eq!(
+        error_cd(&client.file(&format!("{pan}|123456")).await),
+        "EVCREQUEST"
+    );
+
+    assert_eq!(client.evc_otp(pan, "R1").await.1["status_cd"], "1");
+    let code = inbox_code(&app, &taxpayer, &gsp, "evc").await;
+    let got = client.file(&format!("{pan}|{code}")).await;
+    assert_eq!(
+        (&got["method"], &got["path"]),
+        (&json!("POST"), &json!("/taxpayerapi/v1.1/returns/gstr1")),
+        "{got}"
+    );
+    let headers = &got["headers"];
+    assert_eq!(headers["x-gstn-action"], "RETFILE");
+    assert_eq!(headers["x-gstn-signed-with"], "EVC");
+    assert_eq!(headers["x-gstn-signatory-pan"], pan);
+    assert_eq!(headers["x-gstn-form-type"], "R1");
+    assert_eq!(headers["x-taxpayer-gstin"], taxpayer.gstin.as_str());
+    let body = got["body"].as_str().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(body).unwrap(),
+        summary(&taxpayer.gstin)
+    );
+    assert!(
+        !got.to_string().contains(&code),
+        "the code never reaches the upstream: {got}"
+    );
+}
+
+/// A webhook receiver: records every JSON body POSTed to it; `/fail` answers 500.
+async fn spawn_webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = received.clone();
+    let server = HttpServer::new(move || {
+        let store = store.clone();
+        App::new().default_service(web::to(move |req: HttpRequest, body: web::Json<Value>| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body.into_inner());
+                if req.path() == "/fail" {
+                    HttpResponse::InternalServerError().finish()
+                } else {
+                    HttpResponse::NoContent().finish()
+                }
+            }
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    (format!("http://127.0.0.1:{port}"), received)
+}
+
+async fn the_webhook_channel_delivers_each_code_with_what_it_is_for(backend: Backend) {
+    use gsp_gateway_api::settings::OtpDelivery;
+    let (url, received) = spawn_webhook().await;
+    let hook = format!("{url}/sms");
+    let (app, taxpayer, gsp) = dialect_app_with(backend, |s| {
+        s.gstn_sandbox_otp = None;
+        s.otp_delivery = OtpDelivery::Webhook;
+        s.otp_webhook_url = Some(hook);
+    })
+    .await;
+    app.enable_access(&taxpayer, 24).await;
+    let pan = &taxpayer.gstin[2..12];
+
+    // A session OTP: the contract's four fields, and `purpose`; nothing in the inbox.
+    let accepted = app.request_otp(&gsp, &taxpayer).await;
+    assert_eq!(accepted.ok(202)["delivery"], "webhook");
+    let message = received.lock().unwrap().pop().expect("the webhook was called");
+    assert_eq!(
+        (&message["gstin"], &message["gsp_name"], &message["purpose"]),
+        (&json!(taxpayer.gstin), &json!(gsp.name), &json!("session"))
+    );
+    assert!(message["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert!(inbox_message(&app, &taxpayer, &gsp, "session").await.is_none());
+    let code = message["code"].as_str().unwrap();
+    app.exchange_otp(&gsp, &taxpayer, code).await.ok(200);
+
+    // An EVC OTP says what it signs.
+    let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    assert_eq!(client.otp_request().await.1["status_cd"], "1");
+    let session_code = received.lock().unwrap().pop().unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(client.auth_token(&session_code).await.1["status_cd"], "1");
+    assert_eq!(client.evc_otp(pan, "R3B").await.1["status_cd"], "1");
+    let evc = received.lock().unwrap().pop().unwrap();
+    assert_eq!(
+        (&evc["purpose"], &evc["form_type"], &evc["pan"]),
+        (&json!("evc"), &json!("R3B"), &json!(pan))
+    );
+    let filed = client
+        .file(&format!("{pan}|{}", evc["code"].as_str().unwrap()))
+        .await;
+    assert!(filed["ack_num"].is_string(), "{filed}");
+
+    // A webhook that fails: 502, and the code nobody received is void.
+    let failing = format!("{url}/fail");
+    let (app, taxpayer, gsp) = dialect_app_with(backend, |s| {
+        s.otp_delivery = OtpDelivery::Webhook;
+        s.otp_webhook_url = Some(failing);
+    })
+    .await;
+    app.enable_access(&taxpayer, 24).await;
+    app.request_otp(&gsp, &taxpayer)
+        .await
+        .assert_problem(502, "upstream_unavailable");
+    let states: Vec<String> = app
+        .state
+        .db
+        .run(|c| Ok(otp_challenges::table.select(otp_challenges::state).load(c)?))
+        .await
+        .unwrap();
+    assert_eq!(states, ["voided"]);
+}
