@@ -212,15 +212,26 @@ pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiErr
 
 /// 405 `method_not_allowed` for a request to the OpenAPI path `pattern`, with its `Allow` header.
 pub fn method_not_allowed_on(req: &HttpRequest, pattern: &str) -> ApiError {
-    let refusal = format!("{} is not allowed on {}", req.method(), req.path());
     match crate::openapi::allowed_methods(pattern) {
-        Some(allow) => ApiError::new(
+        Some(allow) => method_not_allowed_with(req, &allow),
+        None => ApiError::new(
             ErrorCode::MethodNotAllowed,
-            format!("{refusal}; allowed: {allow}"),
-        )
-        .with_header(actix_web::http::header::ALLOW, &allow),
-        None => ApiError::new(ErrorCode::MethodNotAllowed, refusal),
+            format!("{} is not allowed on {}", req.method(), req.path()),
+        ),
     }
+}
+
+/// 405 `method_not_allowed` with `allow` (a comma-separated method list) in its `Allow` header.
+pub fn method_not_allowed_with(req: &HttpRequest, allow: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!(
+            "{} is not allowed on {}; allowed: {allow}",
+            req.method(),
+            req.path()
+        ),
+    )
+    .with_header(actix_web::http::header::ALLOW, allow)
 }
 
 /// A timestamp as the contract writes them: RFC 3339 in UTC, whole seconds (`2026-11-27T05:26:34Z`).

@@ -17,7 +17,7 @@ use super::forward::UpstreamClient;
 use super::limits::Verdict;
 use crate::auth::{token_missing, token_refused};
 use crate::error::{ApiError, ErrorCode};
-use crate::json::method_not_allowed_on;
+use crate::json::method_not_allowed_with;
 use crate::state::AppState;
 
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -90,6 +90,17 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<(GstContext, Verdi
     Ok((context, verdict))
 }
 
+/// The methods the gateway forwards (every one but CONNECT and TRACE): the `Allow` of a path under
+/// `/v1/gst/` that the OpenAPI document does not list.
+const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// 405 for CONNECT and TRACE, with the `Allow` RFC 9110 requires: the documented methods of a path the
+/// OpenAPI document lists, the forwarded ones of any other.
+fn refuse_unforwarded_method(req: &HttpRequest) -> ApiError {
+    let documented = crate::openapi::allowed_methods(req.path());
+    method_not_allowed_with(req, documented.as_deref().unwrap_or(FORWARDED_METHODS))
+}
+
 /// Every call under `/v1/gst/`: admitted by the enforcement, then forwarded upstream or answered by the
 /// sandbox. Every answer, a refusal included, carries the RateLimit header fields.
 pub async fn gateway(
@@ -104,7 +115,7 @@ pub async fn gateway(
             // rate limits like any other: CONNECT would reach the upstream in authority form (hyper drops
             // the path), TRACE would echo the session's facts back.
             let served = if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
-                Err(method_not_allowed_on(&req, req.path()))
+                Err(refuse_unforwarded_method(&req))
             } else if upstream.is_configured() {
                 super::forward::forward(&upstream, &context, &req, payload).await
             } else {

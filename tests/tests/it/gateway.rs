@@ -579,11 +579,18 @@ async fn forwarding_withstands_an_upstream_that_misbehaves(backend: Backend) {
 }
 
 /// CONNECT (which hyper would send in authority form, without the path) and TRACE are not forwarded:
-/// 405 `method_not_allowed` once the enforcement has admitted the call, with the rate-limit fields; a bad
-/// token is still 401. The sandbox refuses them alike.
+/// 405 `method_not_allowed` once the enforcement has admitted the call, with the rate-limit fields and
+/// the `Allow` RFC 9110 requires (a documented path's methods; on any other path, every method the
+/// gateway forwards); a bad token is still 401. The sandbox refuses them alike.
 async fn connect_and_trace_are_refused_after_the_enforcement(backend: Backend) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    const FORWARDED: &str = "get, head, post, put, patch, delete, options";
+    // An undocumented path (forwarded as is) and a documented one.
+    let paths = [
+        ("/v1/gst/returns/gstr1?ret_period=112025", FORWARDED),
+        ("/v1/gst/taxpayer", "get"),
+    ];
     let (upstream, accepted) = spawn_raw_upstream().await;
     let (app, _t, _g, session) = live_session_with(backend, |s| s.upstream_url = Some(upstream)).await;
     let sandbox = spawn_app(backend).await;
@@ -606,26 +613,32 @@ async fn connect_and_trace_are_refused_after_the_enforcement(backend: Backend) {
         tokio::time::timeout(Duration::from_secs(5), read).await.unwrap();
         String::from_utf8_lossy(&answer).to_ascii_lowercase()
     };
-    let request = |method: &str, token: &str| {
+    let request = |method: &str, path: &str, token: &str| {
         format!(
-            "{method} /v1/gst/returns/gstr1?ret_period=112025 HTTP/1.1\r\nhost: gateway\r\n\
+            "{method} {path} HTTP/1.1\r\nhost: gateway\r\n\
              authorization: Bearer {token}\r\nconnection: close\r\n\r\n"
         )
     };
-    for method in ["CONNECT", "TRACE"] {
-        let answer = raw(app.address.clone(), request(method, &session.access_token)).await;
-        assert!(answer.starts_with("http/1.1 405"), "{method}: {answer}");
-        assert!(
-            answer.contains("content-type: application/problem+json"),
-            "{answer}"
-        );
-        assert!(answer.contains("\"code\":\"method_not_allowed\""), "{answer}");
-        assert!(answer.contains("\r\nratelimit: "), "{answer}");
-        assert!(answer.contains("\r\nratelimit-policy: "), "{answer}");
+    for (path, allow) in paths {
+        for method in ["CONNECT", "TRACE"] {
+            let answer = raw(app.address.clone(), request(method, path, &session.access_token)).await;
+            assert!(answer.starts_with("http/1.1 405"), "{method} {path}: {answer}");
+            assert!(
+                answer.contains("content-type: application/problem+json"),
+                "{answer}"
+            );
+            assert!(answer.contains("\"code\":\"method_not_allowed\""), "{answer}");
+            assert!(
+                answer.contains(&format!("\r\nallow: {allow}\r\n")),
+                "{method} {path}: {answer}"
+            );
+            assert!(answer.contains("\r\nratelimit: "), "{answer}");
+            assert!(answer.contains("\r\nratelimit-policy: "), "{answer}");
 
-        let answer = raw(app.address.clone(), request(method, "garbage")).await;
-        assert!(answer.starts_with("http/1.1 401"), "{method}: {answer}");
-        assert!(answer.contains("\"code\":\"token_invalid\""), "{answer}");
+            let answer = raw(app.address.clone(), request(method, path, "garbage")).await;
+            assert!(answer.starts_with("http/1.1 401"), "{method} {path}: {answer}");
+            assert!(answer.contains("\"code\":\"token_invalid\""), "{answer}");
+        }
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing reached the upstream");
 
@@ -633,10 +646,20 @@ async fn connect_and_trace_are_refused_after_the_enforcement(backend: Backend) {
     let gsp = sandbox.create_gsp("Acme GSP").await;
     sandbox.enable_access(&taxpayer, 24).await;
     let session = sandbox.open_session(&gsp, &taxpayer).await;
-    for method in ["CONNECT", "TRACE"] {
-        let answer = raw(sandbox.address.clone(), request(method, &session.access_token)).await;
-        assert!(answer.starts_with("http/1.1 405"), "{method}: {answer}");
-        assert!(answer.contains("\"code\":\"method_not_allowed\""), "{answer}");
+    for (path, allow) in paths {
+        for method in ["CONNECT", "TRACE"] {
+            let answer = raw(
+                sandbox.address.clone(),
+                request(method, path, &session.access_token),
+            )
+            .await;
+            assert!(answer.starts_with("http/1.1 405"), "{method} {path}: {answer}");
+            assert!(answer.contains("\"code\":\"method_not_allowed\""), "{answer}");
+            assert!(
+                answer.contains(&format!("\r\nallow: {allow}\r\n")),
+                "{method} {path}: {answer}"
+            );
+        }
     }
 }
 
