@@ -25,6 +25,7 @@ use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
 use hyper::body::Body as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::GaiResolver;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::{Instant, Sleep};
 
@@ -294,7 +295,63 @@ pub fn tls_config(settings: &Settings) -> Result<Arc<rustls::ClientConfig>, Stri
     Ok(Arc::new(config))
 }
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<ConnectWithin<HttpConnector>>;
+
+/// The TCP connector towards the upstream: name resolution by `resolver` and the connection, both within
+/// `connect_timeout`.
+fn tcp_connector<R>(resolver: R, connect_timeout: Duration) -> ConnectWithin<HttpConnector<R>> {
+    let mut tcp = HttpConnector::new_with_resolver(resolver);
+    // Divided among the addresses a name resolves to, so one that does not answer leaves time for the next.
+    tcp.set_connect_timeout(Some(connect_timeout));
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    ConnectWithin {
+        inner: tcp,
+        timeout: connect_timeout,
+    }
+}
+
+/// A connector whose connections, name resolution included, are made within `timeout`. hyper's own
+/// connect timeout starts once the name is resolved: a resolver that hangs would hold the call until
+/// the total upstream timeout (504) where an upstream that cannot be reached is 502 after the connect
+/// timeout. The lean path ([`super::h1`]) bounds resolution and connection alike.
+#[derive(Debug, Clone)]
+struct ConnectWithin<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<C> tower_service::Service<http::Uri> for ConnectWithin<C>
+where
+    C: tower_service::Service<http::Uri>,
+    C::Response: Send + 'static,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = tokio::time::timeout(self.timeout, self.inner.call(uri));
+        Box::pin(async move {
+            match connecting.await {
+                Ok(connected) => connected.map_err(Into::into),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "upstream name resolution and connect timed out",
+                )
+                .into()),
+            }
+        })
+    }
+}
 
 /// The HTTP client towards the upstream: one per worker thread.
 #[derive(Debug, Clone)]
@@ -310,15 +367,12 @@ pub struct UpstreamClient {
 impl UpstreamClient {
     /// A pooled client with the configured connect and total timeouts; `tls` is used for https://.
     pub fn new(settings: &Settings, tls: Arc<rustls::ClientConfig>) -> Self {
-        let mut tcp = HttpConnector::new();
-        tcp.set_connect_timeout(Some(Duration::from_millis(settings.upstream_connect_timeout_ms)));
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
+        let connect_timeout = Duration::from_millis(settings.upstream_connect_timeout_ms);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls).clone())
             .https_or_http()
             .enable_http1()
-            .wrap_connector(tcp);
+            .wrap_connector(tcp_connector(GaiResolver::new(), connect_timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -326,13 +380,7 @@ impl UpstreamClient {
         let h1 = base
             .as_ref()
             .filter(|b| b.scheme == http::uri::Scheme::HTTP)
-            .map(|b| {
-                Rc::new(super::h1::Pool::new(
-                    &b.authority,
-                    &b.prefix,
-                    Duration::from_millis(settings.upstream_connect_timeout_ms),
-                ))
-            });
+            .map(|b| Rc::new(super::h1::Pool::new(&b.authority, &b.prefix, connect_timeout)));
         Self {
             client,
             h1,
@@ -898,5 +946,85 @@ mod hyper_path {
             actix_web::body::MessageBody::size(answer.body()),
             actix_web::body::BodySize::Sized(100_000)
         );
+    }
+}
+
+/// The upstream connector's timeout: name resolution and connection within the connect timeout.
+#[cfg(test)]
+mod connect_within {
+    use std::net::SocketAddr;
+
+    use hyper_util::client::legacy::connect::dns::Name;
+    use tower_service::Service;
+
+    use super::*;
+
+    /// A resolver that never answers, as one does whose DNS server drops the queries.
+    #[derive(Debug, Clone)]
+    struct Hanging;
+
+    impl Service<Name> for Hanging {
+        type Response = std::vec::IntoIter<SocketAddr>;
+        type Error = std::io::Error;
+        type Future = std::future::Pending<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Name) -> Self::Future {
+            std::future::pending()
+        }
+    }
+
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The total upstream timeout (the default), after which `forward` answers 504.
+    const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resolver_that_hangs_fails_the_connect_after_the_connect_timeout() {
+        let uri: http::Uri = "http://upstream.test:8080/x".parse().unwrap();
+        // hyper's connect timeout alone starts after the name is resolved: the call would wait for the
+        // total timeout.
+        let mut bare = HttpConnector::new_with_resolver(Hanging);
+        bare.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        assert!(
+            tokio::time::timeout(TOTAL_TIMEOUT, bare.call(uri.clone()))
+                .await
+                .is_err()
+        );
+
+        // Through the client as `forward` calls it: a connect error (502) after the connect timeout.
+        let client = Client::builder(TokioExecutor::new()).build(tcp_connector(Hanging, CONNECT_TIMEOUT));
+        let mut request = http::Request::new(Empty::<web::Bytes>::new());
+        *request.uri_mut() = uri;
+        let started = Instant::now();
+        let answer = tokio::time::timeout(TOTAL_TIMEOUT, client.request(request))
+            .await
+            .expect("the connect fails before the total timeout");
+        let error = answer.expect_err("no address, no connection");
+        assert!(error.is_connect(), "{error:?}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= CONNECT_TIMEOUT && waited < CONNECT_TIMEOUT + Duration::from_millis(100),
+            "{waited:?}"
+        );
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        assert!(
+            cause.as_deref().is_some_and(|c| c.contains("timed out")),
+            "{cause:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_is_connected_as_before() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut connector = tcp_connector(GaiResolver::new(), CONNECT_TIMEOUT);
+        let uri: http::Uri = format!("http://localhost:{port}/").parse().unwrap();
+        let (connected, accepted) = tokio::join!(connector.call(uri), listener.accept());
+        let connected = connected.expect("localhost resolves and accepts");
+        let peer = accepted.unwrap().1;
+        assert_eq!(connected.inner().local_addr().unwrap(), peer);
     }
 }
