@@ -7,7 +7,7 @@ use chrono::TimeDelta;
 use gsp_gateway_domain::PasswordHash;
 
 use crate::auth::{Caller, Taxpayer};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::json::{ApiJson, ApiQuery};
 use crate::openapi::{MalformedJson, PayloadTooLarge, Problem, ServiceUnavailable, UnsupportedMediaType};
 use crate::services::activity::{self, AuditPage};
@@ -43,10 +43,7 @@ async fn authenticate(
             .heavy
             .run(move || decoy_hash().as_ref().map(|h| h.verify(&password)))
             .await?;
-        return Err(ApiError::new(
-            ErrorCode::InvalidCredentials,
-            "the username or password is wrong",
-        ));
+        return Err(svc::wrong_credentials());
     };
     svc::ensure_unlocked(&row, now)?;
     let hash = PasswordHash::from_stored(row.password_hash.clone());
@@ -136,11 +133,11 @@ pub async fn login(
     responses(
         (status = 204, description = "Changed; the new password's lifetime starts now"),
         (status = 400, response = MalformedJson),
-        (status = 401, description = "`invalid_credentials`: the username or current password is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: the username or current password is wrong (also when another change replaced it while this one ran)", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "`validation_failed`: a field is missing or not a string, or the new password is refused (`reason`: `weak_password` for the password policy, `password_unchanged`)", body = Problem, content_type = "application/problem+json"),
-        (status = 423, description = "`account_locked`: too many failed attempts", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "`account_locked`: too many failed attempts (also when they locked the account while this change ran)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = ServiceUnavailable),
     ))]
 pub async fn change_password(

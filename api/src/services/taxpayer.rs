@@ -5,7 +5,7 @@ use gsp_gateway_domain::{AccessDuration, AccessStatus, ApiAccess, PasswordHash, 
 use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
 use gsp_gateway_storage::repo::taxpayers::{self, TaxpayerRow};
 use gsp_gateway_storage::repo::{access, otp, sessions};
-use gsp_gateway_storage::{DbConn, from_db, to_db, write_tx};
+use gsp_gateway_storage::{DbConn, from_db, to_db, write_tx, write_tx_as};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -266,8 +266,13 @@ pub fn record_failure(
     Ok(match outcome {
         Err(until) => locked(until, now),
         Ok(true) => locked(locked_until, now),
-        Ok(false) => ApiError::new(ErrorCode::InvalidCredentials, "the username or password is wrong"),
+        Ok(false) => wrong_credentials(),
     })
+}
+
+/// 401 `invalid_credentials`: the same answer for an unknown username and a wrong password.
+pub fn wrong_credentials() -> ApiError {
+    ApiError::new(ErrorCode::InvalidCredentials, "the username or password is wrong")
 }
 
 /// After a correct password: clears the failure count, refuses an expired password, audits the login.
@@ -324,7 +329,9 @@ pub fn check_new_password(change: &PasswordChange) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Stores a new password hash and audits it.
+/// Stores a new password hash and audits it, unless the account was locked (423) or its password
+/// changed (401, as for a wrong current password) since `row`, whose hash the current password
+/// matched, was read.
 pub fn store_password(
     conn: &mut DbConn,
     row: &TaxpayerRow,
@@ -332,7 +339,18 @@ pub fn store_password(
     caller: &Caller,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    write_tx(conn, |conn| {
+    write_tx_as(conn, |conn| {
+        // Read again inside the transaction: while argon2 ran on another thread, failed logins may
+        // have locked the account (which the new password must not lift), or another change may have
+        // replaced the password that was verified. The stale case is not counted as a failed login:
+        // the password was right when it was checked.
+        let current = taxpayers::find(conn, &row.id)?;
+        if let Some(until) = current.as_ref().and_then(|r| lock_in_force(r, now)) {
+            return Err(locked(until, now));
+        }
+        if current.is_none_or(|r| r.password_hash != row.password_hash) {
+            return Err(wrong_credentials());
+        }
         taxpayers::set_password(conn, &row.id, hash.as_str(), to_db(now))?;
         audit::append(
             conn,
@@ -340,8 +358,7 @@ pub fn store_password(
             now,
         )?;
         Ok(())
-    })?;
-    Ok(())
+    })
 }
 
 /// The API access view at `now`.

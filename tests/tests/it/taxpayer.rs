@@ -16,6 +16,8 @@ on_both_backends!(
     concurrent_wrong_passwords_lock_after_five_all_the_same,
     an_expired_password_must_be_changed,
     password_changes_follow_the_policy,
+    a_lock_set_while_a_password_change_runs_is_not_lifted,
+    of_two_concurrent_password_changes_one_is_stored,
     a_taxpayer_token_only_opens_its_own_taxpayer_api,
     activity_and_audit_chain_record_every_change,
     tampering_with_the_audit_log_is_detected,
@@ -533,6 +535,164 @@ async fn concurrent_wrong_passwords_lock_after_five_all_the_same(backend: Backen
     app.post("/v1/taxpayer/login", Auth::None, right)
         .await
         .assert_problem(423, "account_locked");
+}
+
+/// The taxpayer's stored password hash, lock and failure count, and how many `password.changed` events
+/// the audit log holds for it.
+async fn stored_password(
+    app: &TestApp,
+    taxpayer: &TestTaxpayer,
+) -> (String, Option<chrono::NaiveDateTime>, i32, i64) {
+    let gstin = taxpayer.gstin.clone();
+    app.state
+        .db
+        .run(move |c| {
+            let (hash, locked_until, failures) = taxpayers::table
+                .filter(taxpayers::gstin.eq(&gstin))
+                .select((
+                    taxpayers::password_hash,
+                    taxpayers::locked_until,
+                    taxpayers::failed_logins,
+                ))
+                .first(c)?;
+            let changes = audit_events::table
+                .filter(audit_events::gstin.eq(&gstin))
+                .filter(audit_events::action.eq("password.changed"))
+                .count()
+                .get_result(c)?;
+            Ok((hash, locked_until, failures, changes))
+        })
+        .await
+        .unwrap()
+}
+
+/// Waits until `n` password hashes wait for a thread (the turns are held).
+async fn until_hashes_wait(app: &TestApp, n: usize) {
+    for _ in 0..400 {
+        if app.state.heavy.waiting() == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("{} hashes wait, not {n}", app.state.heavy.waiting());
+}
+
+/// A password change checks the lock before it verifies the current password, and argon2 takes a while:
+/// failed logins alongside may lock the account in between. The change then answers 423
+/// `account_locked` like a login, and neither stores the new password nor lifts the lock.
+async fn a_lock_set_while_a_password_change_runs_is_not_lifted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let (hash_before, ..) = stored_password(&app, &taxpayer).await;
+    let turns = app.state.heavy.hold_all().await.unwrap();
+    let change = app.post(
+        "/v1/taxpayer/password",
+        Auth::None,
+        json!({"username": taxpayer.username, "current_password": taxpayer.password, "new_password": "Fresh-Start-2027"}),
+    );
+    let locked_until = app.clock.now() + TimeDelta::minutes(15);
+    let lock_meanwhile = async {
+        // The change found the account unlocked and waits to verify the current password.
+        until_hashes_wait(&app, 1).await;
+        let gstin = taxpayer.gstin.clone();
+        app.state
+            .db
+            .run(move |c| {
+                // What the fifth failed login in a row writes.
+                diesel::update(taxpayers::table.filter(taxpayers::gstin.eq(gstin)))
+                    .set((
+                        taxpayers::failed_logins.eq(0),
+                        taxpayers::locked_until.eq(Some(gsp_gateway_storage::to_db(locked_until))),
+                    ))
+                    .execute(c)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        drop(turns);
+    };
+    let (refused, ()) = tokio::join!(change, lock_meanwhile);
+    refused.assert_problem(423, "account_locked");
+    assert_eq!(refused.body["gstn_code"], "SWEB9035");
+    assert!(refused.header("retry-after").is_some(), "{:?}", refused.headers);
+    assert!(refused.body["locked_until"].is_string(), "{}", refused.text);
+
+    let (hash, lock, failures, changes) = stored_password(&app, &taxpayer).await;
+    assert_eq!(hash, hash_before, "the new password was not stored");
+    assert_eq!(
+        lock,
+        Some(gsp_gateway_storage::to_db(locked_until)),
+        "the lock holds"
+    );
+    assert_eq!((failures, changes), (0, 0));
+    let right = json!({"username": taxpayer.username, "password": taxpayer.password});
+    app.post("/v1/taxpayer/login", Auth::None, right.clone())
+        .await
+        .assert_problem(423, "account_locked");
+
+    app.advance(TimeDelta::minutes(15));
+    app.post("/v1/taxpayer/login", Auth::None, right).await.ok(200);
+    app.post(
+        "/v1/taxpayer/login",
+        Auth::None,
+        json!({"username": taxpayer.username, "password": "Fresh-Start-2027"}),
+    )
+    .await
+    .assert_problem(401, "invalid_credentials");
+}
+
+/// Two changes that verified the same current password while the other ran: the first to store wins,
+/// the second is answered as a wrong current password (401 `invalid_credentials`) and writes nothing.
+async fn of_two_concurrent_password_changes_one_is_stored(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let (hash_before, ..) = stored_password(&app, &taxpayer).await;
+    let change = |new: &str| {
+        app.post(
+            "/v1/taxpayer/password",
+            Auth::None,
+            json!({"username": taxpayer.username, "current_password": taxpayer.password, "new_password": new}),
+        )
+    };
+    let turns = app.state.heavy.hold_all().await.unwrap();
+    let release = async {
+        // Both read the same password hash and wait to verify against it.
+        until_hashes_wait(&app, 2).await;
+        drop(turns);
+    };
+    let (first, second, ()) = tokio::join!(change("Fresh-Start-2027"), change("Other-Start-2028"), release);
+    let (stored, refused, winner, loser) = match (first.status.as_u16(), second.status.as_u16()) {
+        (204, _) => (first, second, "Fresh-Start-2027", "Other-Start-2028"),
+        (_, 204) => (second, first, "Other-Start-2028", "Fresh-Start-2027"),
+        _ => panic!("neither change stored: {} / {}", first.text, second.text),
+    };
+    stored.ok(204);
+    refused.assert_problem(401, "invalid_credentials");
+
+    let (hash, lock, failures, changes) = stored_password(&app, &taxpayer).await;
+    assert_ne!(hash, hash_before);
+    assert_eq!(
+        (lock, failures, changes),
+        (None, 0, 1),
+        "one change stored and audited; the refused one counted as no failed login"
+    );
+    login(
+        &app,
+        &TestTaxpayer {
+            password: winner.into(),
+            ..taxpayer.clone()
+        },
+    )
+    .await;
+    for password in [loser, PASSWORD] {
+        app.post(
+            "/v1/taxpayer/login",
+            Auth::None,
+            json!({"username": taxpayer.username, "password": password}),
+        )
+        .await
+        .assert_problem(401, "invalid_credentials");
+    }
 }
 
 /// Password hashing is bounded (one hash per core, a short queue): while every turn is taken a login
