@@ -707,12 +707,7 @@ async fn a_saturated_server_queues_then_sheds_logins(backend: Backend) {
 
     let queued = app.post("/v1/taxpayer/login", Auth::None, right.clone());
     let shed_then_release = async {
-        for _ in 0..400 {
-            if app.state.heavy.waiting() == 1 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        until_hashes_wait(&app, 1).await;
         assert_eq!(app.state.heavy.waiting(), 1, "the first login waits for a turn");
         let shed = app.post("/v1/taxpayer/login", Auth::None, wrong.clone()).await;
         drop(turns);
