@@ -282,6 +282,32 @@ pub fn void_all_pending(conn: &mut DbConn, taxpayer_id: &str) -> Result<usize, S
     .execute(conn)?)
 }
 
+/// Voids the pending EVC challenges of sessions that ended and deletes their inbox messages (a
+/// session's filing codes end with it); returns how many were voided.
+pub fn void_evc_of_sessions(conn: &mut DbConn, session_ids: &[String]) -> Result<usize, StorageError> {
+    if session_ids.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<String> = otp_challenges::table
+        .filter(otp_challenges::session_id.eq_any(session_ids))
+        .filter(otp_challenges::purpose.eq(FOR_EVC))
+        .filter(otp_challenges::state.eq(PENDING))
+        .select(otp_challenges::id)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(otp_inbox::table.filter(otp_inbox::challenge_id.eq_any(&ids))).execute(conn)?;
+    Ok(
+        diesel::update(otp_challenges::table.filter(otp_challenges::id.eq_any(&ids)))
+            .set((
+                otp_challenges::state.eq(VOIDED),
+                otp_challenges::attempts_left.eq(0),
+            ))
+            .execute(conn)?,
+    )
+}
+
 /// Deletes every expired inbox message (housekeeping).
 pub fn purge_expired_inbox(conn: &mut DbConn, now: NaiveDateTime) -> Result<usize, StorageError> {
     Ok(diesel::delete(otp_inbox::table.filter(otp_inbox::expires_at.le(now))).execute(conn)?)

@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use gsp_gateway_domain::SessionState;
 
+use super::otp;
 use crate::schema::{gsp_clients, sessions, taxpayers};
 use crate::{DbConn, StorageError, from_db};
 
@@ -153,11 +154,15 @@ pub fn count_all_active(conn: &mut DbConn, now: NaiveDateTime) -> Result<i64, St
         .get_result(conn)?)
 }
 
-/// Revokes one session if it is not revoked yet; true when this call revoked it.
+/// Revokes one session if it is not revoked yet; true when this call revoked it. Its pending EVC
+/// codes are voided with it (as by every revocation here).
 pub fn revoke(conn: &mut DbConn, id: &str, reason: &str, now: NaiveDateTime) -> Result<bool, StorageError> {
     let n = diesel::update(sessions::table.find(id).filter(sessions::revoked_at.is_null()))
         .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
         .execute(conn)?;
+    if n == 1 {
+        otp::void_evc_of_sessions(conn, &[id.to_owned()])?;
+    }
     Ok(n == 1)
 }
 
@@ -180,6 +185,7 @@ pub fn revoke_all_for_taxpayer(
     )
     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
     .execute(conn)?;
+    otp::void_evc_of_sessions(conn, &ids)?;
     Ok(ids)
 }
 
@@ -203,6 +209,8 @@ pub fn revoke_all_for_client(
     )
     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
     .execute(conn)?;
+    let ids: Vec<String> = revoked.iter().map(|(id, _)| id.clone()).collect();
+    otp::void_evc_of_sessions(conn, &ids)?;
     Ok(revoked)
 }
 

@@ -267,6 +267,28 @@ async fn manage_access_flow(
     scroll_to(&page, "#sessions-card").await;
     shots.take(&page, "06-session-listed").await;
 
+    // An EVC OTP (the GST System dialect's filing signature) says which return it signs.
+    app.open_evc_otp(&gsp, &session_id, "R3B").await;
+    wait_text(
+        &page,
+        "[data-testid=otp-form]",
+        |t| t == "R3B",
+        "the form the EVC OTP signs",
+    )
+    .await;
+    let evc_text = wait_text(
+        &page,
+        "[data-testid=otp-item]",
+        |t| t.contains("EVC"),
+        "the EVC OTP",
+    )
+    .await;
+    assert!(
+        evc_text.contains(&taxpayer.gstin[2..12]),
+        "the PAN is shown: {evc_text:?}"
+    );
+    shots.take(&page, "06b-evc-otp-in-inbox").await;
+
     // Revoke: the GSP's very next call is refused.
     click(&page, &format!("{row} button[data-testid=revoke]")).await;
     wait_text(
@@ -285,6 +307,12 @@ async fn manage_access_flow(
     app.get("/v1/gst/taxpayer", Auth::Bearer(&session_token))
         .await
         .assert_problem(401, "session_revoked");
+    wait_gone(
+        &page,
+        "[data-testid=otp-item]",
+        "the revoked session's EVC OTP leaving the inbox",
+    )
+    .await;
     let revoked = wait_text(
         &page,
         "#app-message",

@@ -184,7 +184,7 @@ impl<'a> GstnClient<'a> {
         (status, answer)
     }
 
-    async fn logout(&self) -> (u16, Value) {
+    pub(crate) async fn logout(&self) -> (u16, Value) {
         self.authenticate(json!({
             "action": "LOGOUT",
             "username": self.taxpayer.username,

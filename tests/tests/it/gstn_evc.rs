@@ -258,6 +258,20 @@ async fn a_return_is_filed_with_the_evc_otp_the_taxpayer_received(backend: Backe
             .await;
         assert_eq!(error_cd(&answer), expected, "{st}: {answer}");
     }
+
+    // A pending code ends with its session: the taxpayer revokes it, the code is void and gone.
+    assert_eq!(client.evc_otp(pan, "R1").await.1["status_cd"], "1");
+    let session_id = evc_challenges(&app).await[1].2.clone().unwrap();
+    let token = app.login(&taxpayer).await;
+    let revoked = app
+        .delete(
+            &format!("/v1/taxpayer/sessions/{session_id}"),
+            Auth::Bearer(&token),
+        )
+        .await;
+    assert_eq!(revoked.status.as_u16(), 204);
+    assert_eq!(evc_challenges(&app).await[1].0, "voided");
+    assert!(inbox_message(&app, &taxpayer, &gsp, "evc").await.is_none());
 }
 
 async fn an_evc_otp_belongs_to_one_session_and_five_wrong_codes_void_it(backend: Backend) {
@@ -313,8 +327,9 @@ async fn an_evc_otp_belongs_to_one_session_and_five_wrong_codes_void_it(backend:
     );
     app.request_otp(&gsp, &taxpayer).await.ok(202);
 
-    // Switching access off voids the pending code and clears the inbox.
-    app.disable_access(&taxpayer).await;
+    // Logging out voids the session's pending code and clears the inbox.
+    assert!(evc_challenges(&app).await.iter().any(|r| r.0 == "pending"));
+    assert_eq!(second.logout().await.1["status_cd"], "1");
     let stored = evc_challenges(&app).await;
     assert!(stored.iter().all(|r| r.0 != "pending"), "{stored:?}");
     assert!(inbox_message(&app, &taxpayer, &gsp, "evc").await.is_none());

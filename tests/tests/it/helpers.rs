@@ -458,6 +458,55 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no {action} in the activity"))
     }
 
+    /// `gsp` asks, within `session_id`, for an EVC OTP signing `form_type` for the taxpayer's own PAN
+    /// (the service the GST System dialect's EVCOTP calls).
+    pub async fn open_evc_otp(&self, gsp: &TestGsp, session_id: &str, form_type: &str) {
+        use gsp_gateway_api::services::{evc, gsp as gsp_svc};
+        let client = gsp_svc::GspClient {
+            client_id: gsp.client_id.clone(),
+            name: gsp.name.clone(),
+        };
+        let request = evc::EvcOtpRequest {
+            session_id: session_id.to_owned(),
+            purpose: gsp_svc::EvcPurpose {
+                pan: String::new(),
+                form_type: form_type.to_owned(),
+            },
+        };
+        let (settings, now) = (self.state.settings.clone(), self.state.clock.now());
+        let caller = gsp_gateway_api::auth::Caller {
+            ip: None,
+            request_id: "test".into(),
+            txn: None,
+        };
+        self.state
+            .db
+            .run(move |conn| {
+                let gstin = gsp_gateway_storage::repo::sessions::find_with_owner(conn, &request.session_id)?
+                    .expect("the session")
+                    .gstin;
+                let request = evc::EvcOtpRequest {
+                    purpose: gsp_svc::EvcPurpose {
+                        pan: gstin[2..12].to_owned(),
+                        ..request.purpose
+                    },
+                    ..request
+                };
+                Ok(evc::open_evc_otp(
+                    conn,
+                    &client,
+                    &request,
+                    gsp_gateway_domain::OtpCode::generate(),
+                    &settings,
+                    &caller,
+                    now,
+                ))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
     /// The GSP exchanges an OTP.
     pub async fn exchange_otp(&self, gsp: &TestGsp, taxpayer: &TestTaxpayer, otp: &str) -> Resp {
         self.post(
