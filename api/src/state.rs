@@ -129,16 +129,14 @@ impl HeavyWork {
         Some(Admitted(self.admitted.clone()))
     }
 
+    /// Queues `work`, which is handed its admission to end (a job that panics ends it as it unwinds).
     fn submit(
         &self,
         admitted: Admitted,
-        work: impl FnOnce() + Send + 'static,
+        work: impl FnOnce(Admitted) + Send + 'static,
     ) -> Result<(), crate::error::ApiError> {
         self.queued.fetch_add(1, Ordering::Relaxed);
-        let job: Job = Box::new(move || {
-            let _admitted = admitted;
-            work();
-        });
+        let job: Job = Box::new(move || work(admitted));
         self.jobs.send(job).map_err(|_| {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             crate::error::ApiError::internal("no heavy-work thread")
@@ -159,9 +157,13 @@ impl HeavyWork {
             .with_header(header::RETRY_AFTER, "1"));
         };
         let (done, result) = tokio::sync::oneshot::channel();
-        self.submit(admitted, move || {
+        self.submit(admitted, move |admitted| {
+            let value = work();
+            // Uncounted before the result is handed over: a caller that runs its next job at once
+            // finds this place free.
+            drop(admitted);
             // A caller that went away no longer wants the result.
-            let _ = done.send(work());
+            let _ = done.send(value);
         })?;
         result.await.map_err(crate::error::ApiError::internal)
     }
@@ -181,7 +183,7 @@ impl HeavyWork {
                 .ok_or_else(|| crate::error::ApiError::internal("the heavy-work threads are busy"))?;
             let (hold, held) = mpsc::channel::<()>();
             let (start, running) = tokio::sync::oneshot::channel::<()>();
-            self.submit(admitted, move || {
+            self.submit(admitted, move |_admitted| {
                 let _ = start.send(());
                 let _ = held.recv(); // until the guard drops its sender
             })?;
