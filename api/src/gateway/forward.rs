@@ -71,7 +71,7 @@ pub(super) fn forwardable(name: &HeaderName, listed: &[String]) -> bool {
         && !names_session_fact(name)
 }
 
-/// True when a (lower-case) field name is one the gateway sets from the session, or could be taken for
+/// True when a (lower-case) field name is one the gateway sets from the session or the dialect, or could be taken for
 /// one: `_` is read as `-`, as CGI-style upstreams do when they map both to the same variable
 /// (`X_Taxpayer_Gstin` is `HTTP_X_TAXPAYER_GSTIN` there, like `X-Taxpayer-Gstin`). Other fields with
 /// underscores (`ret_period`, `app_key`) pass.
@@ -87,8 +87,11 @@ fn names_session_fact(name: &str) -> bool {
             .zip(reserved)
             .all(|(n, r)| n == r || (*n == b'_' && *r == b'-'))
     };
+    // `X-Gstn-*` is what the dialect's face tells the upstream about a call it decrypted and checked
+    // (its action, an EVC signature): a caller of `/v1/gst/` must not be able to claim it.
     reads_as("x-taxpayer-", false)
         || reads_as("x-gsp-", false)
+        || reads_as("x-gstn-", false)
         || reads_as("x-session-id", true)
         || reads_as("x-request-id", true)
 }

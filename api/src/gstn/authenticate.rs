@@ -1,7 +1,7 @@
 //! `POST /taxpayerapi/v{X.Y}/authenticate`: OTPREQUEST, AUTHTOKEN, REFRESHTOKEN and LOGOUT, on top of
 //! the same taxpayers, access windows, sessions and audit as the REST face.
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, TimeDelta, Utc};
 use gsp_gateway_domain::secret::{random_hex, sha256_hex};
 use gsp_gateway_domain::{ApiAccess, OtpCode};
@@ -16,7 +16,6 @@ use super::crypto::{self, AesKey};
 use super::dialect::{self, GstnError, check_client, check_state_code};
 use super::rsa_key::AppKeyCandidates;
 use crate::auth::Caller;
-use crate::request_id::RequestId;
 use crate::services::gsp::{self as svc, DialectKeys, GspClient, OtpGrant, OtpRequest};
 use crate::state::AppState;
 
@@ -52,26 +51,10 @@ async fn dispatch(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Ma
     let client = check_client(state, req.headers()).await?;
     // Before any RSA decryption or write: a GSP client looping on authenticate is throttled, and
     // cannot crowd taxpayers' logins out of the heavy-work threads.
-    let verdict = state
-        .limits
-        .check_authenticate(&std::sync::Arc::from(client.client_id.as_str()));
-    if !verdict.allowed {
-        crate::gateway::note_rate_limited(verdict.policy);
-        return Err(GstnError::rate_limited(
-            format!(
-                "Too many authenticate calls from this client; retry after {} s",
-                verdict.reset_secs
-            ),
-            verdict.reset_secs,
-        ));
-    }
+    throttle(state, &client.client_id)?;
     let body: AuthenticateBody =
         serde_json::from_slice(body).map_err(|_| GstnError::new("GEN5007", "Malformed request"))?;
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map_or_else(crate::request_id::current, |r| r.0.clone());
-    let caller = dialect::caller(req, request_id);
+    let caller = dialect::caller(req);
     let action = required(&body.action, "action")?.to_ascii_uppercase();
     let username = required(&body.username, "username")?.to_owned();
     let lookup = username.clone();
@@ -88,6 +71,22 @@ async fn dispatch(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Ma
         "LOGOUT" => logout(state, &client, caller, &taxpayer, &body).await,
         _ => Err(GstnError::new("GEN5007", format!("Unsupported action {action}"))),
     }
+}
+
+/// 429 once the GSP client's authenticate calls (EVCOTP included) exceed their rate.
+pub fn throttle(state: &AppState, client_id: &str) -> Result<(), GstnError> {
+    let verdict = state.limits.check_authenticate(&std::sync::Arc::from(client_id));
+    if verdict.allowed {
+        return Ok(());
+    }
+    crate::gateway::note_rate_limited(verdict.policy);
+    Err(GstnError::rate_limited(
+        format!(
+            "Too many authenticate calls from this client; retry after {} s",
+            verdict.reset_secs
+        ),
+        verdict.reset_secs,
+    ))
 }
 
 /// Refuses an access window the live system would refuse: off, run out, or chosen no longer than a token lives.

@@ -203,6 +203,7 @@ async fn serve(
     let query = Query::parse(req.query_string());
     let admitted = admit(state, req, &query).await?;
     let mut evc_signed = None;
+    let mut presented = None;
     let (action, payload) = if matches!(*req.method(), Method::PUT | Method::POST) {
         let envelope: EncryptedBody =
             serde_json::from_slice(body).map_err(|_| GstnError::new("GEN5007", "Malformed request"))?;
@@ -218,9 +219,8 @@ async fn serve(
                     sign: envelope.sign.as_deref(),
                     sid: envelope.sid.as_deref(),
                 };
-                let (plain, by) =
-                    evc::verify_signed(state, req, &admitted, &action, resource, &data, signed).await?;
-                evc_signed = Some(by);
+                let (plain, code) = evc::open_signed(&admitted, &action, &data, signed)?;
+                presented = Some(code);
                 plain
             }
             // A return is filed signed; without a signature the GST System asks for the EVC OTP.
@@ -245,6 +245,9 @@ async fn serve(
         };
         let payload: Value = serde_json::from_slice(&plain)
             .map_err(|_| GstnError::new("GEN5007", "Malformed request: data is not JSON"))?;
+        if let Some(presented) = presented {
+            evc_signed = Some(evc::consume(state, req, &admitted, presented, resource, &payload).await?);
+        }
         (Cow::Owned(action), Some(payload))
     } else {
         let action = query.get("action").ok_or_else(|| GstnError::missing("action"))?;
@@ -341,9 +344,8 @@ async fn forward(
             (SIGNATORY_PAN_HEADER, evc.pan.as_str()),
             (FORM_TYPE_HEADER, evc.form_type.as_str()),
         ] {
-            if let Ok(value) = http::HeaderValue::from_str(value) {
-                headers.insert(http::HeaderName::from_static(name), value);
-            }
+            let value = http::HeaderValue::from_str(value).map_err(|_| GstnError::internal())?;
+            headers.insert(http::HeaderName::from_static(name), value);
         }
     }
     for name in PASSED_ON {
@@ -641,19 +643,9 @@ fn sandbox(
             );
             to_json(&json!({"reference_id": reference_id}))
         }
-        // Reached only signed: [`serve`] refuses an unsigned RETFILE and checks the EVC code first.
+        // Reached only signed, by POST to `returns/<form>`, for the session's taxpayer: [`serve`]
+        // refuses an unsigned RETFILE, and `evc::consume` checks the filing, then the code.
         (Method::POST, resource, "RETFILE") if resource.starts_with("returns/") => {
-            let payload = payload.ok_or_else(|| GstnError::missing("data"))?;
-            let other_gstin = payload
-                .get("gstin")
-                .and_then(Value::as_str)
-                .is_some_and(|gstin| !gstin.eq_ignore_ascii_case(&token.gstin));
-            if other_gstin {
-                return Err(GstnError::new(
-                    "GEN5001",
-                    "Invalid request parameters: the return's gstin is not the session's",
-                ));
-            }
             let ack_num = format!(
                 "AA{}{}",
                 &token.gstin[..2],

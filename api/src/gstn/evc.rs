@@ -8,17 +8,16 @@
 //! Refusals use the codes GSP software branches on (§6.4): EVCREQUEST for "an EVC OTP is needed"
 //! (none pending, used, expired or voided), AUTH4034 for a wrong one. DSC filing is not served.
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse};
 use gsp_gateway_domain::{OtpCode, Pan};
-use serde_json::Map;
+use serde_json::{Map, Value};
 
 use super::crypto;
 use super::data::{Admitted, Query, admit};
 use super::dialect::{self, GstnError};
-use crate::auth::Caller;
-use crate::request_id::RequestId;
 use crate::services::evc::{self as svc, EvcOtpRequest, EvcOutcome, EvcSignature};
-use crate::services::gsp::{EvcPurpose, GspClient};
+use crate::services::gsp::{EvcScope, GspClient};
 use crate::state::AppState;
 
 /// The longest `form_type` accepted (the GST System's are short: `R1`, `R3B`, `GSTR9C`, …).
@@ -32,14 +31,6 @@ pub async fn evc_otp(state: &AppState, req: &HttpRequest) -> HttpResponse {
         Ok(()) => dialect::success(numeric, Map::new()),
         Err(error) => dialect::failure(numeric, &error),
     }
-}
-
-fn caller(req: &HttpRequest) -> Caller {
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map_or_else(crate::request_id::current, |r| r.0.clone());
-    dialect::caller(req, request_id)
 }
 
 fn gsp_client(admitted: &Admitted) -> GspClient {
@@ -72,6 +63,7 @@ fn parse_form_type(text: &str) -> Result<String, GstnError> {
 async fn request_code(state: &AppState, req: &HttpRequest) -> Result<(), GstnError> {
     let query = Query::parse(req.query_string());
     let admitted = admit(state, req, &query).await?;
+    super::authenticate::throttle(state, &admitted.client.client_id)?;
     let pan = parse_pan(query.get("pan").ok_or_else(|| GstnError::missing("pan"))?)?;
     let form_type = parse_form_type(
         query
@@ -86,7 +78,7 @@ async fn request_code(state: &AppState, req: &HttpRequest) -> Result<(), GstnErr
     let client = gsp_client(&admitted);
     let request = EvcOtpRequest {
         session_id: admitted.token.session_id.clone(),
-        purpose: EvcPurpose {
+        purpose: EvcScope {
             pan: pan.as_str().to_owned(),
             form_type,
         },
@@ -94,7 +86,7 @@ async fn request_code(state: &AppState, req: &HttpRequest) -> Result<(), GstnErr
     let (settings, otp_client, caller, now) = (
         state.settings.clone(),
         client.clone(),
-        caller(req),
+        dialect::caller(req),
         state.clock.now(),
     );
     let opened = state
@@ -134,17 +126,21 @@ pub struct EvcSigned {
     pub form_type: String,
 }
 
-/// Checks a signed filing and returns its decrypted JSON bytes: the signature over `data` first (a
-/// mismatch is a malformed request and costs no attempt), then the code, which is used up.
-pub(super) async fn verify_signed(
-    state: &AppState,
-    req: &HttpRequest,
+/// A signature whose `sign` matched `data`, its code not yet checked.
+pub(super) struct Presented {
+    pan: Pan,
+    otp: String,
+}
+
+/// Opens a signed filing: `st`, the action, `sid`, and `sign` over `data`. Returns the decrypted JSON
+/// bytes and the code presented, which [`consume`] checks once the filing itself is known to be good.
+/// Nothing here costs an attempt: a `sign` that does not match is a malformed request.
+pub(super) fn open_signed(
     admitted: &Admitted,
     action: &str,
-    resource: &str,
     data: &str,
     signed: Signed<'_>,
-) -> Result<(Vec<u8>, EvcSigned), GstnError> {
+) -> Result<(Vec<u8>, Presented), GstnError> {
     if signed.st.eq_ignore_ascii_case("DSC") {
         return Err(GstnError::new(
             "GEN5007",
@@ -179,26 +175,74 @@ pub(super) async fn verify_signed(
             "Malformed request: data cannot be decrypted with the session key",
         ),
     })?;
+    Ok((
+        plain,
+        Presented {
+            pan,
+            otp: otp.to_owned(),
+        },
+    ))
+}
+
+/// The form a filing's resource files, as `form_type` names it: `returns/gstr3b` is `R3B`,
+/// `returns/itc04` is `ITC04`; `None` for a resource that is not `returns/<form>`.
+fn form_of_resource(resource: &str) -> Option<String> {
+    let form = resource.trim_end_matches('/').strip_prefix("returns/")?;
+    if form.is_empty() || !form.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    Some(svc::form_code(form))
+}
+
+/// Checks the filing the code is to sign (POSTed to `returns/<form>` of the code's form, for the
+/// session's taxpayer), then the code, which is used up: a filing refused for what it is costs the
+/// taxpayer neither the code nor an attempt. Once used, the code is gone even if the upstream then
+/// fails; the GSP asks for a new one.
+pub(super) async fn consume(
+    state: &AppState,
+    req: &HttpRequest,
+    admitted: &Admitted,
+    presented: Presented,
+    resource: &str,
+    payload: &Value,
+) -> Result<EvcSigned, GstnError> {
+    if req.method() != Method::POST {
+        return Err(GstnError::new("GEN5007", "RETFILE is sent by POST"));
+    }
+    let form = form_of_resource(resource).ok_or_else(|| {
+        GstnError::new(
+            "GEN5001",
+            "Invalid request parameters: a filing signed by EVC goes to returns/<form>",
+        )
+    })?;
+    let gstin = payload
+        .get("gstin")
+        .and_then(Value::as_str)
+        .ok_or_else(|| GstnError::missing("gstin"))?;
+    if !gstin.eq_ignore_ascii_case(&admitted.token.gstin) {
+        return Err(GstnError::new(
+            "GEN5001",
+            "Invalid request parameters: the return's gstin is not the session's",
+        ));
+    }
+    let Presented { pan, otp } = presented;
     let signature = EvcSignature {
         session_id: admitted.token.session_id.clone(),
         pan: pan.as_str().to_owned(),
-        otp: otp.to_owned(),
-        action: action.to_owned(),
+        otp,
+        form,
         resource: resource.to_owned(),
     };
-    let (client, caller, now) = (gsp_client(admitted), caller(req), state.clock.now());
+    let (client, caller, now) = (gsp_client(admitted), dialect::caller(req), state.clock.now());
     let outcome = state
         .db
         .run(move |conn| Ok(svc::sign_with_evc(conn, &client, &signature, &caller, now)))
         .await??;
     match outcome {
-        EvcOutcome::Signed { form_type } => Ok((
-            plain,
-            EvcSigned {
-                pan: pan.as_str().to_owned(),
-                form_type,
-            },
-        )),
+        EvcOutcome::Signed { form_type } => Ok(EvcSigned {
+            pan: pan.as_str().to_owned(),
+            form_type,
+        }),
         EvcOutcome::NoCode => Err(GstnError::new(
             "EVCREQUEST",
             "No EVC OTP is pending for this session: request one (action EVCOTP)",
@@ -207,6 +251,11 @@ pub(super) async fn verify_signed(
             "GEN5001",
             "Invalid request parameters: the PAN in sid is not the one the EVC OTP was sent for",
         )),
+        EvcOutcome::OtherForm { form_type } => Err(GstnError::new(
+            "GEN5001",
+            format!("Invalid request parameters: the EVC OTP was sent to sign {form_type}, not this return"),
+        )),
+        EvcOutcome::Wrong(1) => Err(GstnError::new("AUTH4034", "Invalid OTP; 1 attempt remaining")),
         EvcOutcome::Wrong(left) => Err(GstnError::new(
             "AUTH4034",
             format!("Invalid OTP; {left} attempts remaining"),

@@ -76,7 +76,7 @@ async fn dispatch(
                 &state,
                 &req,
                 "authenticate: send POST (GET only with action=EVCOTP)",
-                "GET, POST",
+                "POST",
             )
             .await;
         }

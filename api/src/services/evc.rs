@@ -6,15 +6,15 @@
 //! may use the code, once, with at most [`OTP_ATTEMPTS`](gsp_gateway_domain::otp::OTP_ATTEMPTS) wrong
 //! tries.
 
-use chrono::{DateTime, Utc};
-use gsp_gateway_domain::{OtpChallenge, OtpCode, OtpVerdict, authorize};
+use chrono::{DateTime, TimeDelta, Utc};
+use gsp_gateway_domain::{OTP_LIFETIME_MINUTES, OtpChallenge, OtpCode, OtpVerdict, authorize};
 use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
 use gsp_gateway_storage::repo::otp;
 use gsp_gateway_storage::repo::{access, sessions, taxpayers};
-use gsp_gateway_storage::{DbConn, write_tx_as};
+use gsp_gateway_storage::{DbConn, to_db, write_tx_as};
 use serde_json::json;
 
-use super::gsp::{self as gsp_svc, EvcPurpose, GspClient, NewChallenge, OpenedOtp};
+use super::gsp::{self as gsp_svc, EvcScope, GspClient, NewChallenge, OpenedOtp};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::json::rfc3339;
@@ -26,7 +26,7 @@ pub struct EvcOtpRequest {
     /// The session that asks (and alone may sign with the code).
     pub session_id: String,
     /// What the code signs: the form, for the signatory's PAN.
-    pub purpose: EvcPurpose,
+    pub purpose: EvcScope,
 }
 
 /// The session, still live, with its taxpayer; 401 `session_revoked` / `session_expired` or the
@@ -59,7 +59,7 @@ pub fn open_evc_otp(
     now: DateTime<Utc>,
 ) -> Result<OpenedOtp, ApiError> {
     let challenge = OtpChallenge::open(uuid::Uuid::new_v4().to_string(), &code, now);
-    let EvcPurpose { pan, form_type } = &request.purpose;
+    let EvcScope { pan, form_type } = &request.purpose;
     let taxpayer = write_tx_as(conn, |conn| {
         let taxpayer = live_session(conn, client, &request.session_id, now)?;
         if let Some(refusal) =
@@ -121,14 +121,24 @@ pub struct EvcSignature {
     pub pan: String,
     /// The code named in `sid`.
     pub otp: String,
-    /// The filing's `action` (`RETFILE`).
-    pub action: String,
+    /// The form the filing files, as [`form_code`] writes it (`R3B` for `returns/gstr3b`).
+    pub form: String,
     /// The API path it was sent to (`returns/gstr3b`, …).
     pub resource: String,
 }
 
+/// A form's name as `form_type` is compared: upper case, `GSTR` shortened to `R` (the GST System's
+/// `form_type` for GSTR-3B is `R3B`; its API path is `returns/gstr3b`).
+pub fn form_code(form: &str) -> String {
+    let form = form.to_ascii_uppercase();
+    match form.strip_prefix("GSTR") {
+        Some(rest) if !rest.is_empty() => format!("R{rest}"),
+        _ => form,
+    }
+}
+
 /// What checking an EVC signature's code found. Every outcome but [`EvcOutcome::Signed`] is a
-/// refusal, stored before it is answered (a wrong code costs an attempt).
+/// refusal; a wrong code's cost (an attempt, or the code) is stored before it is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EvcOutcome {
     /// The code was right and is used up: the filing may go on.
@@ -140,6 +150,11 @@ pub enum EvcOutcome {
     NoCode,
     /// The PAN in `sid` is not the one the code was sent for (no attempt is counted).
     OtherPan,
+    /// The filing is of another form than the code was sent to sign (no attempt is counted).
+    OtherForm {
+        /// The form the code signs.
+        form_type: String,
+    },
     /// A wrong code; this many tries are left.
     Wrong(u8),
     /// A wrong code and none left: the code is void.
@@ -160,6 +175,10 @@ pub fn sign_with_evc(
         let Some(row) = otp::find_pending_evc(conn, &signature.session_id)? else {
             return Ok(EvcOutcome::NoCode);
         };
+        let challenge = row.to_domain();
+        if now >= challenge.expires_at {
+            return Ok(EvcOutcome::NoCode);
+        }
         if !row
             .pan
             .as_deref()
@@ -168,11 +187,24 @@ pub fn sign_with_evc(
             return Ok(EvcOutcome::OtherPan);
         }
         let form_type = row.form_type.clone().unwrap_or_default();
+        if form_code(&form_type) != signature.form {
+            return Ok(EvcOutcome::OtherForm { form_type });
+        }
         let event = |action: &str, detail: serde_json::Value| NewAuditEvent {
             session_id: Some(signature.session_id.clone()),
             ..gsp_svc::gsp_event(client, &taxpayer, caller, action, detail)
         };
-        match row.to_domain().verify(&signature.otp, now) {
+        let verdict = challenge.verify(&signature.otp, now);
+        // The code of an earlier challenge of this session (replaced, say, but already delivered) is
+        // "no pending code": it costs the pending one no attempt.
+        if matches!(verdict, OtpVerdict::Wrong { .. } | OtpVerdict::Exhausted) {
+            let recent = to_db(now - TimeDelta::minutes(OTP_LIFETIME_MINUTES));
+            let earlier = otp::closed_evc_since(conn, &signature.session_id, recent)?;
+            if earlier.iter().any(|c| c.to_domain().is_code(&signature.otp)) {
+                return Ok(EvcOutcome::NoCode);
+            }
+        }
+        match verdict {
             OtpVerdict::Expired => Ok(EvcOutcome::NoCode),
             OtpVerdict::Wrong { attempts_remaining } => {
                 audit::append(
@@ -212,7 +244,7 @@ pub fn sign_with_evc(
                             "signed_with": "EVC",
                             "pan": row.pan,
                             "form_type": form_type,
-                            "action": signature.action,
+                            "action": "RETFILE",
                             "resource": signature.resource,
                         }),
                     ),

@@ -262,12 +262,12 @@ pub struct OpenedOtp {
     /// The taxpayer.
     pub gstin: String,
     /// For an EVC OTP: what it signs.
-    pub evc: Option<EvcPurpose>,
+    pub evc: Option<EvcScope>,
 }
 
 /// What an EVC OTP signs: the form, for the signatory's PAN.
 #[derive(Debug, Clone)]
-pub struct EvcPurpose {
+pub struct EvcScope {
     /// The signatory's PAN.
     pub pan: String,
     /// The form (`R1`, `R3B`, …).
@@ -337,7 +337,7 @@ pub struct NewChallenge<'a> {
     /// The code, for the inbox's message.
     pub code: &'a OtpCode,
     /// For an EVC OTP: the session that asked, and what the code signs.
-    pub evc: Option<(&'a str, &'a EvcPurpose)>,
+    pub evc: Option<(&'a str, &'a EvcScope)>,
 }
 
 /// Stores a new pending challenge and, with the inbox channel, its message (inside the caller's

@@ -216,6 +216,21 @@ pub fn find_pending_evc(conn: &mut DbConn, session_id: &str) -> Result<Option<Ch
         .optional()?)
 }
 
+/// The session's EVC challenges opened since `since` that are no longer pending.
+pub fn closed_evc_since(
+    conn: &mut DbConn,
+    session_id: &str,
+    since: NaiveDateTime,
+) -> Result<Vec<ChallengeRow>, StorageError> {
+    Ok(otp_challenges::table
+        .filter(otp_challenges::session_id.eq(session_id))
+        .filter(otp_challenges::purpose.eq(FOR_EVC))
+        .filter(otp_challenges::state.ne(PENDING))
+        .filter(otp_challenges::created_at.gt(since))
+        .select(ChallengeRow::as_select())
+        .load(conn)?)
+}
+
 /// Counts a wrong code.
 pub fn set_attempts_left(conn: &mut DbConn, id: &str, attempts_left: i32) -> Result<(), StorageError> {
     diesel::update(otp_challenges::table.find(id))

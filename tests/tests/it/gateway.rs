@@ -266,6 +266,11 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
             .header("x_gsp_client_id", "not-my-client")
             .header("X_Session_Id", "not-my-session")
             .header("x_request_id", "not-my-request")
+            // What the GST System dialect's face tells the upstream of a call it checked (an EVC
+            // signature): never taken from a caller of /v1/gst/.
+            .header("X-Gstn-Signed-With", "EVC")
+            .header("x-gstn-action", "RETFILE")
+            .header("x_gstn_signatory_pan", "AAPFU0939F")
             .header("ret_period", "112025")
             .header("app_key", "a-gst-system-field")
             .header("connection", "keep-alive, x-hop-only")
@@ -302,6 +307,9 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
             "x_gsp_client_id",
             "x_session_id",
             "x_request_id",
+            "x-gstn-signed-with",
+            "x-gstn-action",
+            "x_gstn_signatory_pan",
         ] {
             assert!(headers.get(spoofed).is_none(), "{spoofed}: {headers}");
         }

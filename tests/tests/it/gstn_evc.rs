@@ -26,7 +26,12 @@ fn summary(gstin: &str) -> Value {
 
 /// A RETFILE envelope signed by EVC: `sign` keyed by `sign_sid`, `sid` sent as `sid`.
 fn evc_envelope(client: &GstnClient<'_>, payload: &Value, sid: &str, sign_sid: &str) -> Value {
-    let b = B64.encode(serde_json::to_vec(payload).unwrap());
+    evc_envelope_of(client, &serde_json::to_vec(payload).unwrap(), sid, sign_sid)
+}
+
+/// [`evc_envelope`] of any bytes.
+fn evc_envelope_of(client: &GstnClient<'_>, plain: &[u8], sid: &str, sign_sid: &str) -> Value {
+    let b = B64.encode(plain);
     json!({
         "action": "RETFILE",
         "data": B64.encode(aes_encrypt(&client.sek.unwrap(), b.as_bytes())),
@@ -58,13 +63,12 @@ impl GstnClient<'_> {
 
     async fn file_signed(&self, sid: &str, sign_sid: &str) -> Value {
         let body = evc_envelope(self, &summary(&self.taxpayer.gstin), sid, sign_sid);
-        self.send_envelope(
-            reqwest::Method::POST,
-            GSTR1,
-            Some(body),
-            self.auth_token.as_deref().unwrap(),
-        )
-        .await
+        self.send_filing(reqwest::Method::POST, GSTR1, body).await
+    }
+
+    async fn send_filing(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        self.send_envelope(method, path, Some(body), self.auth_token.as_deref().unwrap())
+            .await
     }
 
     /// Signs in with the OTP the taxpayer received (no sandbox OTP).
@@ -206,8 +210,54 @@ async fn a_return_is_filed_with_the_evc_otp_the_taxpayer_received(backend: Backe
         "R1"
     );
 
-    // A sign that does not match the data, or another PAN, costs no attempt.
+    // A filing refused for what it is costs neither the code nor an attempt, even with the right
+    // code: sent by PUT, not JSON, of another form, or for another taxpayer.
     let sid = format!("{pan}|{code}");
+    let good = summary(&taxpayer.gstin);
+    let other_gstin = ["24AAUPV7468F1ZW", "27AAPFU0939F1ZV"]
+        .into_iter()
+        .find(|g| *g != taxpayer.gstin)
+        .unwrap();
+    let other_taxpayer = summary(other_gstin);
+    for (method, path, body, expected) in [
+        (
+            reqwest::Method::PUT,
+            GSTR1,
+            evc_envelope(&client, &good, &sid, &sid),
+            "GEN5007",
+        ),
+        (
+            reqwest::Method::POST,
+            GSTR1,
+            evc_envelope_of(&client, b"<xml/>", &sid, &sid),
+            "GEN5007",
+        ),
+        (
+            reqwest::Method::POST,
+            "/taxpayerapi/v1.1/returns/gstr3b",
+            evc_envelope(&client, &good, &sid, &sid),
+            "GEN5001",
+        ),
+        (
+            reqwest::Method::POST,
+            GSTR1,
+            evc_envelope(&client, &other_taxpayer, &sid, &sid),
+            "GEN5001",
+        ),
+        (
+            reqwest::Method::POST,
+            "/taxpayerapi/v1.1/ledgers/cash",
+            evc_envelope(&client, &good, &sid, &sid),
+            "GEN5001",
+        ),
+    ] {
+        let answer = client.send_filing(method.clone(), path, body).await;
+        assert_eq!(error_cd(&answer), expected, "{method} {path}: {answer}");
+    }
+    assert_eq!(&evc_challenges(&app).await[0].0[..], "pending");
+
+    // A sign that does not match the data, or another PAN, costs no attempt.
+
     let forged = client.file_signed(&sid, &format!("{pan}|{}", wrong(&code))).await;
     assert_eq!(error_cd(&forged), "GEN5007", "{forged}");
     let other_pan = client.file(&format!("AAAPA1111A|{code}")).await;
@@ -283,7 +333,7 @@ async fn an_evc_otp_belongs_to_one_session_and_five_wrong_codes_void_it(backend:
     second.sign_in_from_inbox(&gsp).await;
 
     // The second session's code does not sign the first session's filing.
-    assert_eq!(second.evc_otp(pan, "R3B").await.1["status_cd"], "1");
+    assert_eq!(second.evc_otp(pan, "R1").await.1["status_cd"], "1");
     let code = inbox_code(&app, &taxpayer, &gsp, "evc").await;
     let sid = format!("{pan}|{code}");
     assert_eq!(error_cd(&first.file(&sid).await), "EVCREQUEST");
@@ -301,7 +351,7 @@ async fn an_evc_otp_belongs_to_one_session_and_five_wrong_codes_void_it(backend:
             answer["error"]["message"]
                 .as_str()
                 .unwrap()
-                .contains(&format!("{left} attempts"))
+                .contains(&format!("{left} attempt"))
         );
     }
     assert_eq!(error_cd(&second.file(&wrong_sid).await), "EVCREQUEST");
@@ -310,22 +360,31 @@ async fn an_evc_otp_belongs_to_one_session_and_five_wrong_codes_void_it(backend:
     assert_eq!((stored[0].0.as_str(), stored[0].1), ("voided", 0));
     assert!(inbox_message(&app, &taxpayer, &gsp, "evc").await.is_none());
 
-    // A new request replaces the pending one.
-    assert_eq!(second.evc_otp(pan, "R3B").await.1["status_cd"], "1");
-    assert_eq!(second.evc_otp(pan, "R3B").await.1["status_cd"], "1");
+    // A new request replaces the pending one; the replaced code, already delivered, is "no code" and
+    // costs the new one no attempt.
+    assert_eq!(second.evc_otp(pan, "R1").await.1["status_cd"], "1");
+    let replaced = inbox_code(&app, &taxpayer, &gsp, "evc").await;
+    assert_eq!(second.evc_otp(pan, "gstr1").await.1["status_cd"], "1");
     let states: Vec<String> = evc_challenges(&app).await.into_iter().map(|r| r.0).collect();
     assert_eq!(states, ["voided", "replaced", "pending"]);
+    if replaced != inbox_code(&app, &taxpayer, &gsp, "evc").await {
+        let answer = second.file(&format!("{pan}|{replaced}")).await;
+        assert_eq!(error_cd(&answer), "EVCREQUEST", "{answer}");
+        assert_eq!(evc_challenges(&app).await[2].1, 5);
+    }
 
     // The OTP request rate (5 per 15 minutes) counts EVC codes apart from session codes.
-    assert_eq!(second.evc_otp(pan, "R3B").await.1["status_cd"], "1");
-    assert_eq!(second.evc_otp(pan, "R3B").await.1["status_cd"], "1");
-    let (status, throttled) = second.evc_otp(pan, "R3B").await;
+    assert_eq!(second.evc_otp(pan, "R1").await.1["status_cd"], "1");
+    assert_eq!(second.evc_otp(pan, "R1").await.1["status_cd"], "1");
+    let (status, throttled) = second.evc_otp(pan, "R1").await;
     assert_eq!(
         (status, error_cd(&throttled)),
         (429, "rate_limited"),
         "{throttled}"
     );
+    // A session OTP request replaces the GSP's pending session OTP, not a pending EVC code.
     app.request_otp(&gsp, &taxpayer).await.ok(202);
+    assert_eq!(evc_challenges(&app).await.last().unwrap().0, "pending");
 
     // Logging out voids the session's pending code and clears the inbox.
     assert!(evc_challenges(&app).await.iter().any(|r| r.0 == "pending"));
@@ -348,9 +407,23 @@ async fn an_evc_signed_filing_reaches_the_upstream_with_its_signatory(backend: B
         "EVCREQUEST"
     );
 
+    // A code lives 10 minutes.
+    assert_eq!(client.evc_otp(pan, "R1").await.1["status_cd"], "1");
+    let late = inbox_code(&app, &taxpayer, &gsp, "evc").await;
+    app.advance(chrono::TimeDelta::minutes(11));
+    assert_eq!(
+        error_cd(&client.file(&format!("{pan}|{late}")).await),
+        "EVCREQUEST"
+    );
+
+    // The action and st are read in any case, as the GST System does.
     assert_eq!(client.evc_otp(pan, "R1").await.1["status_cd"], "1");
     let code = inbox_code(&app, &taxpayer, &gsp, "evc").await;
-    let got = client.file(&format!("{pan}|{code}")).await;
+    let sid = format!("{pan}|{code}");
+    let mut body = evc_envelope(&client, &summary(&taxpayer.gstin), &sid, &sid);
+    body["action"] = json!("retfile");
+    body["st"] = json!("evc");
+    let got = client.send_filing(reqwest::Method::POST, GSTR1, body).await;
     assert_eq!(
         (&got["method"], &got["path"]),
         (&json!("POST"), &json!("/taxpayerapi/v1.1/returns/gstr1")),
@@ -434,11 +507,11 @@ async fn the_webhook_channel_delivers_each_code_with_what_it_is_for(backend: Bac
         .unwrap()
         .to_owned();
     assert_eq!(client.auth_token(&session_code).await.1["status_cd"], "1");
-    assert_eq!(client.evc_otp(pan, "R3B").await.1["status_cd"], "1");
+    assert_eq!(client.evc_otp(pan, "GSTR1").await.1["status_cd"], "1");
     let evc = received.lock().unwrap().pop().unwrap();
     assert_eq!(
         (&evc["purpose"], &evc["form_type"], &evc["pan"]),
-        (&json!("evc"), &json!("R3B"), &json!(pan))
+        (&json!("evc"), &json!("GSTR1"), &json!(pan))
     );
     let filed = client
         .file(&format!("{pan}|{}", evc["code"].as_str().unwrap()))

@@ -468,7 +468,7 @@ impl TestApp {
         };
         let request = evc::EvcOtpRequest {
             session_id: session_id.to_owned(),
-            purpose: gsp_svc::EvcPurpose {
+            purpose: gsp_svc::EvcScope {
                 pan: String::new(),
                 form_type: form_type.to_owned(),
             },
@@ -486,7 +486,7 @@ impl TestApp {
                     .expect("the session")
                     .gstin;
                 let request = evc::EvcOtpRequest {
-                    purpose: gsp_svc::EvcPurpose {
+                    purpose: gsp_svc::EvcScope {
                         pan: gstin[2..12].to_owned(),
                         ..request.purpose
                     },
