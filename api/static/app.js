@@ -247,7 +247,8 @@
   }
 
   function humanAction(action) {
-    const text = String(action || '').replace(/[._]+/g, ' ').trim();
+    const text = String(action || '').replace(/[._]+/g, ' ').trim()
+      .replace(/\b(otp|evc|gsp)\b/g, (word) => word.toUpperCase());
     return text ? text.charAt(0).toUpperCase() + text.slice(1) : 'Event';
   }
 

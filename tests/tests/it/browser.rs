@@ -287,6 +287,7 @@ async fn manage_access_flow(
         evc_text.contains(&taxpayer.gstin[2..12]),
         "the PAN is shown: {evc_text:?}"
     );
+    scroll_to(&page, "#otp-card").await;
     shots.take(&page, "06b-evc-otp-in-inbox").await;
 
     // Revoke: the GSP's very next call is refused.
