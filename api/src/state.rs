@@ -67,7 +67,7 @@ pub const MAX_HEAVY_THREADS: usize = 8;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Uncounts an admitted job however it ends (done, panicked, or its request gone before it ran).
+/// Uncounts an admitted job however it ends (done, panicked, or dropped unrun when no thread takes it).
 struct Admitted(Arc<AtomicUsize>);
 
 impl Drop for Admitted {
@@ -210,7 +210,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_job_fails_alone_and_the_thread_lives_on() {
-        let heavy = HeavyWork::new(1, 4).unwrap();
+        // No queue: an admission the panic leaked would refuse the next job.
+        let heavy = HeavyWork::new(1, 0).unwrap();
         let failed = heavy.run(|| -> u32 { panic!("a job that panics") }).await;
         assert_eq!(failed.unwrap_err().code(), ErrorCode::InternalError);
         assert_eq!(heavy.run(|| 7).await.unwrap(), 7, "the one thread still works");

@@ -90,16 +90,9 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<(GstContext, Verdi
     Ok((context, verdict))
 }
 
-/// The methods the gateway forwards (every one but CONNECT and TRACE): the `Allow` of a path under
-/// `/v1/gst/` that the OpenAPI document does not list.
+/// The methods the gateway forwards (every one but CONNECT and TRACE): the `Allow` of its 405 for
+/// CONNECT and TRACE when an upstream is configured, on any path (all of them are forwarded).
 const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-
-/// 405 for CONNECT and TRACE, with the `Allow` RFC 9110 requires: the documented methods of a path the
-/// OpenAPI document lists, the forwarded ones of any other.
-fn refuse_unforwarded_method(req: &HttpRequest) -> ApiError {
-    let documented = crate::openapi::allowed_methods(req.path());
-    method_not_allowed_with(req, documented.as_deref().unwrap_or(FORWARDED_METHODS))
-}
 
 /// Every call under `/v1/gst/`: admitted by the enforcement, then forwarded upstream or answered by the
 /// sandbox. Every answer, a refusal included, carries the RateLimit header fields.
@@ -114,12 +107,14 @@ pub async fn gateway(
             // Refused after the enforcement, so a bad token is still 401 and the call counts against the
             // rate limits like any other: CONNECT would reach the upstream in authority form (hyper drops
             // the path), TRACE would echo the session's facts back.
-            let served = if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
-                Err(refuse_unforwarded_method(&req))
-            } else if upstream.is_configured() {
-                super::forward::forward(&upstream, &context, &req, payload).await
-            } else {
+            // Without an upstream, the sandbox refuses them as every method but GET: 405 with its
+            // documented methods on its own paths, 404 elsewhere.
+            let served = if !upstream.is_configured() {
                 super::sandbox::serve(&state, &context, &req).await
+            } else if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
+                Err(method_not_allowed_with(&req, FORWARDED_METHODS))
+            } else {
+                super::forward::forward(&upstream, &context, &req, payload).await
             };
             (served.unwrap_or_else(|e| e.error_response()), Some(verdict))
         }

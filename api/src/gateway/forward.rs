@@ -68,14 +68,14 @@ pub(super) fn forwardable(name: &HeaderName, listed: &[String]) -> bool {
         && name != "authorization"
         && name != "content-length"
         && !HOP_BY_HOP.contains(&name)
-        && !names_session_fact(name)
+        && !names_gateway_fact(name)
 }
 
 /// True when a (lower-case) field name is one the gateway sets from the session or the dialect, or could be taken for
 /// one: `_` is read as `-`, as CGI-style upstreams do when they map both to the same variable
 /// (`X_Taxpayer_Gstin` is `HTTP_X_TAXPAYER_GSTIN` there, like `X-Taxpayer-Gstin`). Other fields with
 /// underscores (`ret_period`, `app_key`) pass.
-fn names_session_fact(name: &str) -> bool {
+fn names_gateway_fact(name: &str) -> bool {
     let reads_as = |reserved: &str, whole: bool| {
         let (name, reserved) = (name.as_bytes(), reserved.as_bytes());
         (if whole {
@@ -304,7 +304,9 @@ type Connector = hyper_rustls::HttpsConnector<ConnectWithin<HttpConnector>>;
 /// `connect_timeout`.
 fn tcp_connector<R>(resolver: R, connect_timeout: Duration) -> ConnectWithin<HttpConnector<R>> {
     let mut tcp = HttpConnector::new_with_resolver(resolver);
-    // Divided among the addresses a name resolves to, so one that does not answer leaves time for the next.
+    // Divided among the addresses a name resolves to; the outer bound below also counts the time the
+    // name took, so after a slow resolution a dead first address may use up what is left. A resolution
+    // that hangs keeps its blocking thread after the timeout (getaddrinfo cannot be cancelled).
     tcp.set_connect_timeout(Some(connect_timeout));
     tcp.set_nodelay(true);
     tcp.enforce_http(false);

@@ -147,13 +147,18 @@ struct EncryptedBody {
     sid: Option<String>,
 }
 
-/// Actions are matched in upper case, as the GST System writes them (copied only when they are not).
-fn upper_case(text: Cow<'_, str>) -> Cow<'_, str> {
-    if text.bytes().any(|b| b.is_ascii_lowercase()) {
+/// An `action` in upper case, as the GST System writes them (copied only when it is not), or GEN5007
+/// unless it is letters and digits: `"RETFILE "` must not pass for something other than `RETFILE`
+/// here and be read as `RETFILE` upstream.
+fn action_of(text: Cow<'_, str>) -> Result<Cow<'_, str>, GstnError> {
+    if text.is_empty() || text.len() > 32 || !text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(GstnError::new("GEN5007", "Malformed request: action"));
+    }
+    Ok(if text.bytes().any(|b| b.is_ascii_lowercase()) {
         Cow::Owned(text.to_ascii_uppercase())
     } else {
         text
-    }
+    })
 }
 
 fn to_json(value: &impl Serialize) -> Result<web::Bytes, GstnError> {
@@ -207,9 +212,9 @@ async fn serve(
     let (action, payload) = if matches!(*req.method(), Method::PUT | Method::POST) {
         let envelope: EncryptedBody =
             serde_json::from_slice(body).map_err(|_| GstnError::new("GEN5007", "Malformed request"))?;
-        let action = upper_case(Cow::Owned(
+        let action = action_of(Cow::Owned(
             envelope.action.ok_or_else(|| GstnError::missing("action"))?,
-        ))
+        ))?
         .into_owned();
         let data = envelope.data.ok_or_else(|| GstnError::missing("data"))?;
         let plain = match envelope.st.as_deref() {
@@ -250,10 +255,15 @@ async fn serve(
         }
         (Cow::Owned(action), Some(payload))
     } else {
-        let action = query.get("action").ok_or_else(|| GstnError::missing("action"))?;
-        (Cow::Borrowed(action), None)
+        let action = action_of(Cow::Borrowed(
+            query.get("action").ok_or_else(|| GstnError::missing("action"))?,
+        ))?;
+        // A filing is a signed POST; read as a GET it would reach the upstream unsigned.
+        if action == "RETFILE" {
+            return Err(GstnError::new("GEN5007", "RETFILE is sent by POST"));
+        }
+        (action, None)
     };
-    let action = upper_case(action);
     let answer = if upstream.is_configured() {
         let call = Call {
             version,

@@ -68,15 +68,24 @@ async fn dispatch(
         return dialect::failure(numeric, &unknown);
     }
     if resource == "authenticate" || resource == "authenticate/" {
-        if req.method() == Method::GET && is_evc_otp(req.query_string()) {
-            return evc::evc_otp(&state, &req).await;
+        if req.method() == Method::GET {
+            if is_evc_otp(req.query_string()) {
+                return evc::evc_otp(&state, &req).await;
+            }
+            // GET serves one action; any other is refused as POST refuses an unknown one.
+            let unsupported = dialect::GstnError::new(
+                "GEN5007",
+                "Unsupported action: authenticate by GET is action=EVCOTP",
+            );
+            let numeric = dialect::numeric_status_cd_of(&state, req.headers()).await;
+            return dialect::failure(numeric, &unsupported);
         }
         if req.method() != Method::POST {
             return method_refused(
                 &state,
                 &req,
-                "authenticate: send POST (GET only with action=EVCOTP)",
-                "POST",
+                "authenticate: send POST (or GET with action=EVCOTP)",
+                "GET, POST",
             )
             .await;
         }

@@ -11,7 +11,8 @@ use crate::{DbConn, StorageError, from_db};
 pub const PENDING: &str = "pending";
 /// The code was exchanged for a session.
 pub const USED: &str = "used";
-/// Too many wrong codes.
+/// Ended unused: too many wrong codes, access switched off, its session ended (EVC), or its
+/// delivery failed.
 pub const VOIDED: &str = "voided";
 /// A newer request from the same GSP replaced it.
 pub const REPLACED: &str = "replaced";
@@ -297,18 +298,29 @@ pub fn void_all_pending(conn: &mut DbConn, taxpayer_id: &str) -> Result<usize, S
     .execute(conn)?)
 }
 
+/// Whose pending EVC challenges end: one session's, or every session's of a GSP client.
+#[derive(Debug, Clone, Copy)]
+pub enum EvcOwner<'a> {
+    /// One session.
+    Session(&'a str),
+    /// Every session of this GSP client (disabled: all of them are revoked).
+    Client(&'a str),
+}
+
 /// Voids the pending EVC challenges of sessions that ended and deletes their inbox messages (a
-/// session's filing codes end with it); returns how many were voided.
-pub fn void_evc_of_sessions(conn: &mut DbConn, session_ids: &[String]) -> Result<usize, StorageError> {
-    if session_ids.is_empty() {
-        return Ok(0);
-    }
-    let ids: Vec<String> = otp_challenges::table
-        .filter(otp_challenges::session_id.eq_any(session_ids))
+/// session's filing codes end with it); returns how many were voided. Selected by owner, not by a
+/// list of session ids: a client's sessions may be many, its pending EVC codes are few.
+pub fn void_pending_evc(conn: &mut DbConn, owner: EvcOwner<'_>) -> Result<usize, StorageError> {
+    let pending = otp_challenges::table
         .filter(otp_challenges::purpose.eq(FOR_EVC))
         .filter(otp_challenges::state.eq(PENDING))
         .select(otp_challenges::id)
-        .load(conn)?;
+        .into_boxed();
+    let ids: Vec<String> = match owner {
+        EvcOwner::Session(id) => pending.filter(otp_challenges::session_id.eq(id)),
+        EvcOwner::Client(id) => pending.filter(otp_challenges::gsp_client_id.eq(id)),
+    }
+    .load(conn)?;
     if ids.is_empty() {
         return Ok(0);
     }

@@ -155,18 +155,19 @@ pub fn count_all_active(conn: &mut DbConn, now: NaiveDateTime) -> Result<i64, St
 }
 
 /// Revokes one session if it is not revoked yet; true when this call revoked it. Its pending EVC
-/// codes are voided with it (as by every revocation here).
+/// code is voided with it.
 pub fn revoke(conn: &mut DbConn, id: &str, reason: &str, now: NaiveDateTime) -> Result<bool, StorageError> {
     let n = diesel::update(sessions::table.find(id).filter(sessions::revoked_at.is_null()))
         .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
         .execute(conn)?;
     if n == 1 {
-        otp::void_evc_of_sessions(conn, &[id.to_owned()])?;
+        otp::void_pending_evc(conn, otp::EvcOwner::Session(id))?;
     }
     Ok(n == 1)
 }
 
-/// Revokes every unrevoked session of the taxpayer; returns the ids it revoked.
+/// Revokes every unrevoked session of the taxpayer; returns the ids it revoked. The caller voids the
+/// taxpayer's pending OTPs, EVC codes included (`otp::void_all_pending`), and counts them.
 pub fn revoke_all_for_taxpayer(
     conn: &mut DbConn,
     taxpayer_id: &str,
@@ -185,11 +186,11 @@ pub fn revoke_all_for_taxpayer(
     )
     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
     .execute(conn)?;
-    otp::void_evc_of_sessions(conn, &ids)?;
     Ok(ids)
 }
 
-/// Revokes every unrevoked session a GSP client holds; returns those it revoked, as (session id, GSTIN).
+/// Revokes every unrevoked session a GSP client holds, and voids its pending EVC codes; returns the
+/// sessions it revoked, as (session id, GSTIN).
 pub fn revoke_all_for_client(
     conn: &mut DbConn,
     client_id: &str,
@@ -209,8 +210,7 @@ pub fn revoke_all_for_client(
     )
     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
     .execute(conn)?;
-    let ids: Vec<String> = revoked.iter().map(|(id, _)| id.clone()).collect();
-    otp::void_evc_of_sessions(conn, &ids)?;
+    otp::void_pending_evc(conn, otp::EvcOwner::Client(client_id))?;
     Ok(revoked)
 }
 

@@ -624,15 +624,27 @@ async fn dialect_refusals_use_the_gst_system_codes(backend: Backend) {
         .unwrap();
     assert_eq!(unknown.status().as_u16(), 404);
     assert_eq!(error_cd(&unknown.json().await.unwrap()), "GEN5007");
+    // Authenticate is POST, or GET for EVCOTP alone.
     let get = app
         .client
-        .get(format!("{}/taxpayerapi/v1.0/authenticate", app.address))
+        .get(format!(
+            "{}/taxpayerapi/v1.0/authenticate?action=OTPREQUEST",
+            app.address
+        ))
         .send()
         .await
         .unwrap();
-    assert_eq!(get.status().as_u16(), 405);
-    assert_eq!(get.headers()["allow"], "POST");
+    assert_eq!(get.status().as_u16(), 200);
     assert_eq!(error_cd(&get.json().await.unwrap()), "GEN5007");
+    let put = app
+        .client
+        .put(format!("{}/taxpayerapi/v1.0/authenticate", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 405);
+    assert_eq!(put.headers()["allow"], "GET, POST");
+    assert_eq!(error_cd(&put.json().await.unwrap()), "GEN5007");
 
     // Bad input is GEN5001, not RET11402, which GSP software reads as "re-authenticate".
     let bad_period = c

@@ -15,6 +15,9 @@ on_both_backends!(
     an_evc_otp_belongs_to_one_session_and_five_wrong_codes_void_it,
     an_evc_signed_filing_reaches_the_upstream_with_its_signatory,
     the_webhook_channel_delivers_each_code_with_what_it_is_for,
+    access_off_or_a_disabled_gsp_voids_the_evc_code,
+    evcotp_counts_against_the_authenticate_throttle,
+    an_unsigned_filing_never_reaches_the_upstream,
 );
 
 const GSTR1: &str = "/taxpayerapi/v1.1/returns/gstr1";
@@ -254,7 +257,8 @@ async fn a_return_is_filed_with_the_evc_otp_the_taxpayer_received(backend: Backe
         let answer = client.send_filing(method.clone(), path, body).await;
         assert_eq!(error_cd(&answer), expected, "{method} {path}: {answer}");
     }
-    assert_eq!(&evc_challenges(&app).await[0].0[..], "pending");
+    let stored = evc_challenges(&app).await;
+    assert_eq!((&stored[0].0[..], stored[0].1), ("pending", 5));
 
     // A sign that does not match the data, or another PAN, costs no attempt.
 
@@ -536,4 +540,93 @@ async fn the_webhook_channel_delivers_each_code_with_what_it_is_for(backend: Bac
         .await
         .unwrap();
     assert_eq!(states, ["voided"]);
+}
+
+async fn access_off_or_a_disabled_gsp_voids_the_evc_code(backend: Backend) {
+    use gsp_gateway_api::services::provisioning;
+    let (app, taxpayer, gsp) = evc_app(backend, None).await;
+    let pan = &taxpayer.gstin[2..12];
+    let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    client.sign_in_from_inbox(&gsp).await;
+
+    // Access off: the code is void, gone from the inbox, and counted in the event.
+    assert_eq!(client.evc_otp(pan, "R1").await.1["status_cd"], "1");
+    app.disable_access(&taxpayer).await;
+    assert_eq!(evc_challenges(&app).await[0].0, "voided");
+    assert!(inbox_message(&app, &taxpayer, &gsp, "evc").await.is_none());
+    assert_eq!(
+        app.activity_event(&taxpayer, "access.disabled").await["detail"]["voided_otps"],
+        1
+    );
+
+    // The operator disables the GSP: the same.
+    app.enable_access(&taxpayer, 24).await;
+    let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    client.sign_in_from_inbox(&gsp).await;
+    assert_eq!(client.evc_otp(pan, "R1").await.1["status_cd"], "1");
+    assert_eq!(evc_challenges(&app).await[1].0, "pending");
+    let id = gsp.client_id.clone();
+    app.as_operator(move |c, e| provisioning::disable_gsp(c, &id, chrono::Utc::now(), e))
+        .await
+        .unwrap();
+    assert_eq!(evc_challenges(&app).await[1].0, "voided");
+    assert!(inbox_message(&app, &taxpayer, &gsp, "evc").await.is_none());
+}
+
+async fn evcotp_counts_against_the_authenticate_throttle(backend: Backend) {
+    let (app, taxpayer, gsp) = dialect_app_with(backend, |s| {
+        s.gstn_sandbox_otp = Some("102030".into());
+        s.gstn_authenticate_rate_per_second = 1;
+        s.gstn_authenticate_burst = 3;
+    })
+    .await;
+    app.enable_access(&taxpayer, 24).await;
+    let pan = &taxpayer.gstin[2..12];
+    let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    client.sign_in().await; // OTPREQUEST and AUTHTOKEN: two of the three
+    let mut sent = 0;
+    let mut throttled = None;
+    for _ in 0..5 {
+        let (status, answer) = client.evc_otp(pan, "R1").await;
+        if status == 429 {
+            throttled = Some(answer);
+            break;
+        }
+        assert_eq!(answer["status_cd"], "1", "{answer}");
+        sent += 1;
+    }
+    let throttled = throttled.expect("a 429 within five EVCOTPs at one per second");
+    assert_eq!(error_cd(&throttled), "rate_limited");
+    assert_eq!(
+        evc_challenges(&app).await.len(),
+        sent,
+        "a throttled EVCOTP stores nothing"
+    );
+}
+
+async fn an_unsigned_filing_never_reaches_the_upstream(backend: Backend) {
+    let upstream = spawn_upstream().await;
+    let (app, taxpayer, gsp) = evc_app(backend, Some(upstream)).await;
+    let mut client = GstnClient::new(&app, gsp.clone(), taxpayer.clone()).await;
+    client.sign_in_from_inbox(&gsp).await;
+    // The echo upstream would answer each with status_cd 1.
+    for action in ["RETFILE", "retfile", "RETFILE ", "RET FILE", "RETFILE\t"] {
+        let answer = client
+            .data(
+                reqwest::Method::POST,
+                GSTR1,
+                Some((action, summary(&taxpayer.gstin))),
+            )
+            .await;
+        let code = error_cd(&answer);
+        assert!(code == "EVCREQUEST" || code == "GEN5007", "{action:?}: {answer}");
+    }
+    let read = client
+        .data(
+            reqwest::Method::GET,
+            &format!("{GSTR1}?action=RETFILE&ret_period=112025"),
+            None,
+        )
+        .await;
+    assert_eq!(error_cd(&read), "GEN5007", "{read}");
 }

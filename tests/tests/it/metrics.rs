@@ -91,7 +91,7 @@ async fn metrics_count_requests_by_route_and_status(backend: Backend) {
         .assert_problem(401, "token_missing");
     let dialect = app
         .client
-        .get(format!("{}/taxpayerapi/v1.0/authenticate", app.address))
+        .delete(format!("{}/taxpayerapi/v1.0/authenticate", app.address))
         .send()
         .await
         .unwrap();
@@ -111,7 +111,7 @@ async fn metrics_count_requests_by_route_and_status(backend: Backend) {
     assert!(requests("/health/live", "POST", "405") >= 1.0, "{text}");
     assert!(requests("/v1/gst/{path}", "GET", "401") >= 1.0, "{text}");
     assert!(
-        requests("/taxpayerapi/{version}/{resource}", "GET", "405") >= 1.0,
+        requests("/taxpayerapi/{version}/{resource}", "DELETE", "405") >= 1.0,
         "{text}"
     );
     assert!(
