@@ -102,7 +102,10 @@ fn describe() {
         REFUSALS,
         "Problems (application/problem+json) answered, by error code."
     );
-    describe_counter!(OTP_ISSUED, "OTPs issued to taxpayers.");
+    describe_counter!(
+        OTP_ISSUED,
+        "OTPs issued to taxpayers, by purpose (session or evc)."
+    );
     describe_counter!(OTP_FAILURES, "Failed OTP verifications, by reason.");
     describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by scope.");
     describe_gauge!(
@@ -227,9 +230,9 @@ pub fn refusal(code: &'static str) {
     counter!(REFUSALS, "code" => code).increment(1);
 }
 
-/// Counts one OTP issued.
-pub fn otp_issued() {
-    counter!(OTP_ISSUED).increment(1);
+/// Counts one OTP issued; `purpose` is `session` or `evc`.
+pub fn otp_issued(purpose: &'static str) {
+    counter!(OTP_ISSUED, "purpose" => purpose).increment(1);
 }
 
 /// Counts one failed OTP verification; `reason` is a fixed string such as `invalid_otp`.

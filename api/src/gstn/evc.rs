@@ -239,6 +239,12 @@ pub(super) async fn consume(
         .run(move |conn| Ok(svc::sign_with_evc(conn, &client, &signature, &caller, now)))
         .await??;
     match outcome {
+        EvcOutcome::NoCode => crate::metrics::otp_failed("evc_no_pending_otp"),
+        EvcOutcome::Wrong(_) => crate::metrics::otp_failed("evc_wrong_code"),
+        EvcOutcome::Exhausted => crate::metrics::otp_failed("evc_attempts_exceeded"),
+        EvcOutcome::Signed { .. } | EvcOutcome::OtherPan | EvcOutcome::OtherForm { .. } => {}
+    }
+    match outcome {
         EvcOutcome::Signed { form_type } => Ok(EvcSigned {
             pan: pan.as_str().to_owned(),
             form_type,

@@ -188,7 +188,7 @@ pub async fn deliver_otp(
             }
         }
     }
-    crate::metrics::otp_issued();
+    crate::metrics::otp_issued(if opened.evc.is_some() { "evc" } else { "session" });
     Ok(())
 }
 

@@ -297,6 +297,15 @@ async fn a_return_is_filed_with_the_evc_otp_the_taxpayer_received(backend: Backe
         (&json!("EVC"), &json!(pan), &json!("R1"), &json!("RETFILE"))
     );
     assert_eq!(error_cd(&client.file(&sid).await), "EVCREQUEST", "used up");
+    let metrics = app.get("/metrics", Auth::None).await.text;
+    for series in [
+        "gateway_otp_issued_total{purpose=\"evc\"}",
+        "gateway_otp_issued_total{purpose=\"session\"}",
+        "gateway_otp_failures_total{reason=\"evc_wrong_code\"}",
+        "gateway_otp_failures_total{reason=\"evc_no_pending_otp\"}",
+    ] {
+        assert!(metrics.contains(series), "{series}");
+    }
 
     // DSC filing is not served; another st is bad input.
     for (st, expected) in [("DSC", "GEN5007"), ("AADHAAR", "GEN5001")] {
