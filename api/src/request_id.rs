@@ -28,8 +28,15 @@ pub fn current() -> String {
 fn generate() -> String {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    format!("{prefix:016x}{:016x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut id = String::with_capacity(32);
+    for word in [prefix, count] {
+        for shift in (0..64).step_by(4).rev() {
+            id.push(char::from(b"0123456789abcdef"[(word >> shift) as usize & 0xf]));
+        }
+    }
+    id
 }
 
 /// The request id, as a request extension.
@@ -70,16 +77,17 @@ pub async fn assign(
         .filter(|v| acceptable(v))
         .map_or_else(generate, str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
-    let path = req.path().to_owned();
-    // GST System software tags its calls with `txn` and the user's address `ip-usr`: the access line of
-    // a dialect call carries them, so a call can be found by what the client logged (read only when the
-    // access line is written).
-    let dialect_tags = (path.starts_with("/taxpayerapi/")
-        && tracing::enabled!(target: "gsp_gateway::access", tracing::Level::INFO))
-    .then(|| (client_tag(&req, "txn"), client_tag(&req, "ip-usr")));
+    // What the access line says, taken only when it is written (it is off below `info`).
+    let access = tracing::enabled!(target: "gsp_gateway::access", tracing::Level::INFO).then(|| {
+        let path = req.path().to_owned();
+        // GST System software tags its calls with `txn` and the user's address `ip-usr`: the access
+        // line of a dialect call carries them, so a call can be found by what the client logged.
+        let dialect_tags = path
+            .starts_with("/taxpayerapi/")
+            .then(|| (client_tag(&req, "txn"), client_tag(&req, "ip-usr")));
+        (req.method().clone(), path, dialect_tags, Instant::now())
+    });
     let span = tracing::info_span!("request", request_id = %id);
-    let started = Instant::now();
     let scoped_id = id.clone();
     let result = CURRENT
         .scope(scoped_id, async move {
@@ -93,13 +101,37 @@ pub async fn assign(
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
-    let status = response.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
-    span.in_scope(|| match dialect_tags {
-        Some((txn, ip_usr)) => tracing::info!(
-            target: "gsp_gateway::access", %method, %path, status, micros, txn, ip_usr, "served"
-        ),
-        None => tracing::info!(target: "gsp_gateway::access", %method, %path, status, micros, "served"),
-    });
+    if let Some((method, path, dialect_tags, started)) = access {
+        let status = response.status().as_u16();
+        let micros = started.elapsed().as_micros() as u64;
+        span.in_scope(|| match dialect_tags {
+            Some((txn, ip_usr)) => tracing::info!(
+                target: "gsp_gateway::access", %method, %path, status, micros, txn, ip_usr, "served"
+            ),
+            None => tracing::info!(target: "gsp_gateway::access", %method, %path, status, micros, "served"),
+        });
+    }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_32_hex_digits_with_one_prefix_and_a_counter() {
+        let (a, b) = (generate(), generate());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+                "{id}"
+            );
+            assert!(acceptable(id));
+        }
+        assert_eq!(a[..16], b[..16], "one prefix per process");
+        let count = |id: &str| u64::from_str_radix(&id[16..], 16).unwrap();
+        assert!(count(&b) > count(&a), "{a} then {b}");
+    }
 }
