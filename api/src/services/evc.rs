@@ -6,15 +6,17 @@
 //! may use the code, once, with at most [`OTP_ATTEMPTS`](gsp_gateway_domain::otp::OTP_ATTEMPTS) wrong
 //! tries.
 
-use chrono::{DateTime, TimeDelta, Utc};
-use gsp_gateway_domain::{OTP_LIFETIME_MINUTES, OtpChallenge, OtpCode, OtpVerdict, authorize};
+use chrono::{DateTime, Utc};
+use gsp_gateway_domain::{OtpChallenge, OtpCode, authorize};
 use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
 use gsp_gateway_storage::repo::otp;
 use gsp_gateway_storage::repo::{access, sessions, taxpayers};
-use gsp_gateway_storage::{DbConn, to_db, write_tx_as};
+use gsp_gateway_storage::{DbConn, write_tx_as};
 use serde_json::json;
 
-use super::gsp::{self as gsp_svc, EvcScope, GspClient, NewChallenge, OpenedOtp};
+use super::gsp::{
+    self as gsp_svc, CodeCheck, CodeChecked, EarlierChallenges, EvcScope, GspClient, NewChallenge, OpenedOtp,
+};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::json::rfc3339;
@@ -194,43 +196,20 @@ pub fn sign_with_evc(
             session_id: Some(signature.session_id.clone()),
             ..gsp_svc::gsp_event(client, &taxpayer, caller, action, detail)
         };
-        let verdict = challenge.verify(&signature.otp, now);
-        // The code of an earlier challenge of this session (replaced, say, but already delivered) is
-        // "no pending code": it costs the pending one no attempt.
-        if matches!(verdict, OtpVerdict::Wrong { .. } | OtpVerdict::Exhausted) {
-            let recent = to_db(now - TimeDelta::minutes(OTP_LIFETIME_MINUTES));
-            let earlier = otp::closed_evc_since(conn, &signature.session_id, recent)?;
-            if earlier.iter().any(|c| c.to_domain().is_code(&signature.otp)) {
-                return Ok(EvcOutcome::NoCode);
-            }
-        }
-        match verdict {
-            OtpVerdict::Expired => Ok(EvcOutcome::NoCode),
-            OtpVerdict::Wrong { attempts_remaining } => {
-                audit::append(
-                    conn,
-                    event(
-                        "evc_otp.failed",
-                        json!({"otp_request_id": row.id, "attempts_remaining": attempts_remaining}),
-                    ),
-                    now,
-                )?;
-                otp::set_attempts_left(conn, &row.id, i32::from(attempts_remaining))?;
-                Ok(EvcOutcome::Wrong(attempts_remaining))
-            }
-            OtpVerdict::Exhausted => {
-                audit::append(
-                    conn,
-                    event(
-                        "evc_otp.voided",
-                        json!({"otp_request_id": row.id, "reason": "too many wrong codes"}),
-                    ),
-                    now,
-                )?;
-                otp::close(conn, &row.id, otp::VOIDED)?;
-                Ok(EvcOutcome::Exhausted)
-            }
-            OtpVerdict::Accepted => {
+        let mut detail = serde_json::Map::new();
+        detail.insert("otp_request_id".into(), json!(row.id));
+        let check = CodeCheck {
+            earlier: EarlierChallenges::OfSession(&signature.session_id),
+            failed: "evc_otp.failed",
+            voided: "evc_otp.voided",
+            detail,
+            event: &event,
+        };
+        match gsp_svc::check_code(conn, &row, &signature.otp, &check, now)? {
+            CodeChecked::NotPending => Ok(EvcOutcome::NoCode),
+            CodeChecked::Wrong(attempts_remaining) => Ok(EvcOutcome::Wrong(attempts_remaining)),
+            CodeChecked::Exhausted => Ok(EvcOutcome::Exhausted),
+            CodeChecked::Accepted => {
                 if !otp::close(conn, &row.id, otp::USED)? {
                     return Ok(EvcOutcome::NoCode);
                 }

@@ -20,7 +20,7 @@ use gsp_gateway_storage::repo::sessions::{self, SessionRow};
 use gsp_gateway_storage::repo::taxpayers::{self, TaxpayerRow};
 use gsp_gateway_storage::{DbConn, StorageError, from_db, to_db, write_tx, write_tx_as};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
@@ -525,6 +525,104 @@ fn otp_expired() -> ApiError {
     )
 }
 
+/// Where a presented code is looked for among a challenge's predecessors: a code of an earlier
+/// challenge (replaced, used or voided, but already delivered) is "no pending challenge", and costs
+/// the pending one no attempt.
+#[derive(Debug, Clone, Copy)]
+pub enum EarlierChallenges<'a> {
+    /// The pair's session challenges ([`otp::closed_since`]).
+    OfPair {
+        /// The taxpayer.
+        taxpayer_id: &'a str,
+        /// The GSP client.
+        gsp_client_id: &'a str,
+    },
+    /// One session's EVC challenges ([`otp::closed_evc_since`]).
+    OfSession(&'a str),
+}
+
+/// What differs between checking a session OTP and an EVC OTP against its pending challenge.
+pub struct CodeCheck<'a> {
+    /// Where an earlier challenge's code is looked for.
+    pub earlier: EarlierChallenges<'a>,
+    /// The audit event of a wrong code (`otp.failed`, `evc_otp.failed`).
+    pub failed: &'static str,
+    /// The audit event of the wrong code that voids the challenge (`otp.voided`, `evc_otp.voided`).
+    pub voided: &'static str,
+    /// What the detail of those events starts with (the EVC's `otp_request_id`).
+    pub detail: Map<String, Value>,
+    /// The audit event of an action with its detail: actor, taxpayer, GSP and session.
+    pub event: &'a dyn Fn(&str, Value) -> NewAuditEvent,
+}
+
+/// A code's verdict, its cost (an attempt, or the challenge) stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeChecked {
+    /// The code is right; the caller uses the challenge up.
+    Accepted,
+    /// The challenge expired, or the code is an earlier challenge's: no pending challenge.
+    NotPending,
+    /// A wrong code; this many tries are left.
+    Wrong(u8),
+    /// A wrong code and none left: the challenge is void.
+    Exhausted,
+}
+
+/// Checks `code` against the pending challenge `row` and stores what a wrong one costs (inside the
+/// caller's transaction): its audit event, then one attempt fewer or the challenge voided.
+pub fn check_code(
+    conn: &mut DbConn,
+    row: &ChallengeRow,
+    code: &str,
+    check: &CodeCheck<'_>,
+    now: DateTime<Utc>,
+) -> Result<CodeChecked, StorageError> {
+    let verdict = row.to_domain().verify(code, now);
+    if matches!(verdict, OtpVerdict::Wrong { .. } | OtpVerdict::Exhausted) {
+        let recent = to_db(now - TimeDelta::minutes(OTP_LIFETIME_MINUTES));
+        let earlier = match check.earlier {
+            EarlierChallenges::OfPair {
+                taxpayer_id,
+                gsp_client_id,
+            } => otp::closed_since(conn, taxpayer_id, gsp_client_id, recent)?,
+            EarlierChallenges::OfSession(session_id) => otp::closed_evc_since(conn, session_id, recent)?,
+        };
+        if earlier.iter().any(|c| c.to_domain().is_code(code)) {
+            return Ok(CodeChecked::NotPending);
+        }
+    }
+    let detail = |key: &str, value: Value| {
+        let mut detail = check.detail.clone();
+        detail.insert(key.into(), value);
+        Value::Object(detail)
+    };
+    match verdict {
+        OtpVerdict::Expired => Ok(CodeChecked::NotPending),
+        OtpVerdict::Wrong { attempts_remaining } => {
+            audit::append(
+                conn,
+                (check.event)(
+                    check.failed,
+                    detail("attempts_remaining", json!(attempts_remaining)),
+                ),
+                now,
+            )?;
+            otp::set_attempts_left(conn, &row.id, i32::from(attempts_remaining))?;
+            Ok(CodeChecked::Wrong(attempts_remaining))
+        }
+        OtpVerdict::Exhausted => {
+            audit::append(
+                conn,
+                (check.event)(check.voided, detail("reason", json!("too many wrong codes"))),
+                now,
+            )?;
+            otp::close(conn, &row.id, otp::VOIDED)?;
+            Ok(CodeChecked::Exhausted)
+        }
+        OtpVerdict::Accepted => Ok(CodeChecked::Accepted),
+    }
+}
+
 /// The OTP grant's fields.
 #[derive(Debug, Clone)]
 pub struct OtpGrant {
@@ -572,43 +670,25 @@ pub fn exchange_otp(
             session_id: Some(session_id.clone()),
             ..gsp_event(client, &taxpayer, caller, action, detail)
         };
-        let verdict = row.to_domain().verify(code, now);
-        // A code of an earlier challenge (replaced, used or voided) is "no pending challenge": it is
-        // told so, and costs the pending challenge no attempt.
-        if matches!(verdict, OtpVerdict::Wrong { .. } | OtpVerdict::Exhausted) {
-            let recent = to_db(now - TimeDelta::minutes(OTP_LIFETIME_MINUTES));
-            let earlier = otp::closed_since(conn, &taxpayer.id, &client.client_id, recent)?;
-            if earlier.iter().any(|c| c.to_domain().is_code(code)) {
-                return Ok(OtpOutcome::Expired);
-            }
-        }
-        match verdict {
-            OtpVerdict::Expired => Ok(OtpOutcome::Expired),
-            OtpVerdict::Wrong { attempts_remaining } => {
-                audit::append(
-                    conn,
-                    NewAuditEvent {
-                        session_id: None,
-                        ..event("otp.failed", json!({"attempts_remaining": attempts_remaining}))
-                    },
-                    now,
-                )?;
-                otp::set_attempts_left(conn, &row.id, i32::from(attempts_remaining))?;
-                Ok(OtpOutcome::Wrong(attempts_remaining))
-            }
-            OtpVerdict::Exhausted => {
-                audit::append(
-                    conn,
-                    NewAuditEvent {
-                        session_id: None,
-                        ..event("otp.voided", json!({"reason": "too many wrong codes"}))
-                    },
-                    now,
-                )?;
-                otp::close(conn, &row.id, otp::VOIDED)?;
-                Ok(OtpOutcome::Exhausted)
-            }
-            OtpVerdict::Accepted => {
+        // A wrong code's events name no session: none was opened.
+        let check = CodeCheck {
+            earlier: EarlierChallenges::OfPair {
+                taxpayer_id: &taxpayer.id,
+                gsp_client_id: &client.client_id,
+            },
+            failed: "otp.failed",
+            voided: "otp.voided",
+            detail: Map::new(),
+            event: &|action, detail| NewAuditEvent {
+                session_id: None,
+                ..event(action, detail)
+            },
+        };
+        match check_code(conn, &row, code, &check, now)? {
+            CodeChecked::NotPending => Ok(OtpOutcome::Expired),
+            CodeChecked::Wrong(attempts_remaining) => Ok(OtpOutcome::Wrong(attempts_remaining)),
+            CodeChecked::Exhausted => Ok(OtpOutcome::Exhausted),
+            CodeChecked::Accepted => {
                 audit::append(
                     conn,
                     event(
