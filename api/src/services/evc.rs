@@ -11,7 +11,7 @@ use gsp_gateway_domain::{OtpChallenge, OtpCode, authorize};
 use gsp_gateway_storage::repo::audit::{self, NewAuditEvent};
 use gsp_gateway_storage::repo::otp;
 use gsp_gateway_storage::repo::{access, sessions, taxpayers};
-use gsp_gateway_storage::{DbConn, write_tx_as};
+use gsp_gateway_storage::{DbConn, StorageError, write_tx_as};
 use serde_json::json;
 
 use super::gsp::{
@@ -233,4 +233,35 @@ pub fn sign_with_evc(
             }
         }
     })
+}
+
+/// Records each EVC code that the end of its session voided (`evc_otp.voided`), inside the transaction
+/// that ended it: `event` gives the actor of the end, `ended_by` its reason (the session's
+/// `revoked_reason`); the taxpayer, GSP and session are the code's.
+pub fn record_voided(
+    conn: &mut DbConn,
+    voided: &[otp::VoidedEvc],
+    ended_by: &str,
+    event: &dyn Fn(&str, serde_json::Value) -> NewAuditEvent,
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    for code in voided {
+        let detail = json!({
+            "otp_request_id": code.id,
+            "form_type": code.form_type,
+            "reason": "session ended",
+            "ended_by": ended_by,
+        });
+        audit::append(
+            conn,
+            NewAuditEvent {
+                gstin: Some(code.gstin.clone()),
+                gsp_client_id: Some(code.gsp_client_id.clone()),
+                session_id: code.session_id.clone(),
+                ..event("evc_otp.voided", detail)
+            },
+            now,
+        )?;
+    }
+    Ok(())
 }

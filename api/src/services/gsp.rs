@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use super::evc;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::json::rfc3339;
@@ -806,7 +807,11 @@ pub fn refresh(
                 ),
                 now,
             )?;
-            sessions::revoke(conn, &owner.session.id, "refresh_token_reused", to_db(now))?;
+            if let Some(voided) =
+                sessions::revoke(conn, &owner.session.id, "refresh_token_reused", to_db(now))?
+            {
+                evc::record_voided(conn, &voided, "refresh_token_reused", &event, now)?;
+            }
             return Ok(RefreshOutcome::Reused(owner.session.id.clone()));
         }
         let window_end = access::get(conn, &taxpayer.id)?
@@ -869,17 +874,15 @@ pub fn logout(
         name: String::new(),
     };
     let done = write_tx(conn, |conn| {
-        if !sessions::revoke(conn, session_id, "logout", to_db(now))? {
+        let Some(voided) = sessions::revoke(conn, session_id, "logout", to_db(now))? else {
             return Ok(false);
-        }
-        audit::append(
-            conn,
-            NewAuditEvent {
-                session_id: Some(session_id.to_owned()),
-                ..gsp_event(&client, &taxpayer, caller, "session.logged_out", json!({}))
-            },
-            now,
-        )?;
+        };
+        let event = |action: &str, detail: Value| NewAuditEvent {
+            session_id: Some(session_id.to_owned()),
+            ..gsp_event(&client, &taxpayer, caller, action, detail)
+        };
+        audit::append(conn, event("session.logged_out", json!({})), now)?;
+        evc::record_voided(conn, &voided, "logout", &event, now)?;
         Ok(true)
     })?;
     if done { Ok(()) } else { Err(revoked()) }

@@ -8,9 +8,10 @@ use gsp_gateway_storage::repo::gsp_clients::{self, GspClientRow};
 use gsp_gateway_storage::repo::taxpayers::{self, TaxpayerRow};
 use gsp_gateway_storage::{DbConn, from_db, to_db, write_tx, write_tx_as};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use super::evc;
 use crate::error::{ApiError, ErrorCode};
 
 /// A new taxpayer, as the operator provisions it.
@@ -333,7 +334,7 @@ pub fn disable_gsp(
                 "gsp_disabled",
                 to_db(now),
             )?;
-            for (session_id, gstin) in &revoked {
+            for (session_id, gstin) in &revoked.sessions {
                 audit::append(
                     conn,
                     NewAuditEvent {
@@ -347,7 +348,13 @@ pub fn disable_gsp(
                     now,
                 )?;
             }
-            Ok(revoked)
+            let operator = |action: &str, detail: Value| NewAuditEvent {
+                action: action.into(),
+                detail,
+                ..event.clone()
+            };
+            evc::record_voided(conn, &revoked.voided_evc, "gsp_disabled", &operator, now)?;
+            Ok(revoked.sessions)
         },
     )?;
     Ok(GspStatus {

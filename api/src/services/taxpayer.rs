@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use super::evc;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::json::rfc3339;
@@ -445,17 +446,18 @@ pub fn change_access(
         None => {
             access::put(conn, &row.id, &ApiAccess::Disabled, now)?;
             let revoked = sessions::revoke_all_for_taxpayer(conn, &row.id, "access_disabled", to_db(now))?;
-            let voided_otps = otp::void_all_pending(conn, &row.id)?;
+            let voided_evc = otp::void_pending_evc(conn, otp::EvcOwner::Taxpayer(&row.id))?;
+            let voided_otps = voided_evc.len() + otp::void_all_pending(conn, &row.id)?;
+            let event = |action: &str, detail: Value| taxpayer_event(row, caller, action, detail);
             audit::append(
                 conn,
-                taxpayer_event(
-                    row,
-                    caller,
+                event(
                     "access.disabled",
                     json!({"revoked_sessions": revoked, "voided_otps": voided_otps}),
                 ),
                 now,
             )?;
+            evc::record_voided(conn, &voided_evc, "access_disabled", &event, now)?;
             Ok(AccessChanged {
                 access: ApiAccess::Disabled,
                 revoked_sessions: revoked,
@@ -501,19 +503,17 @@ pub fn revoke_session(
         return Err(not_found());
     }
     let revoked = write_tx(conn, |conn| {
-        let revoked = sessions::revoke(conn, session_id, "taxpayer", to_db(now))?;
-        if revoked {
-            audit::append(
-                conn,
-                NewAuditEvent {
-                    gsp_client_id: Some(session.gsp_client_id.clone()),
-                    session_id: Some(session_id.to_owned()),
-                    ..taxpayer_event(row, caller, "session.revoked", json!({"by": "taxpayer"}))
-                },
-                now,
-            )?;
-        }
-        Ok(revoked)
+        let Some(voided) = sessions::revoke(conn, session_id, "taxpayer", to_db(now))? else {
+            return Ok(false);
+        };
+        let event = |action: &str, detail: Value| NewAuditEvent {
+            gsp_client_id: Some(session.gsp_client_id.clone()),
+            session_id: Some(session_id.to_owned()),
+            ..taxpayer_event(row, caller, action, detail)
+        };
+        audit::append(conn, event("session.revoked", json!({"by": "taxpayer"})), now)?;
+        evc::record_voided(conn, &voided, "taxpayer", &event, now)?;
+        Ok(true)
     })?;
     Ok(revoked)
 }

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use gsp_gateway_domain::OtpChallenge;
 
-use crate::schema::{otp_challenges, otp_inbox};
+use crate::schema::{otp_challenges, otp_inbox, taxpayers};
 use crate::{DbConn, StorageError, from_db};
 
 /// The challenge is waiting for its code.
@@ -298,41 +298,68 @@ pub fn void_all_pending(conn: &mut DbConn, taxpayer_id: &str) -> Result<usize, S
     .execute(conn)?)
 }
 
-/// Whose pending EVC challenges end: one session's, or every session's of a GSP client.
+/// Whose pending EVC challenges end: one session's, every session's of a GSP client, or every
+/// session's of a taxpayer.
 #[derive(Debug, Clone, Copy)]
 pub enum EvcOwner<'a> {
     /// One session.
     Session(&'a str),
     /// Every session of this GSP client (disabled: all of them are revoked).
     Client(&'a str),
+    /// Every session of this taxpayer (access switched off: all of them are revoked).
+    Taxpayer(&'a str),
+}
+
+/// A pending EVC challenge that [`void_pending_evc`] voided: what its audit event names.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct VoidedEvc {
+    /// Challenge id (`otp_request_id`).
+    pub id: String,
+    /// The GSP client that asked.
+    pub gsp_client_id: String,
+    /// The session that asked.
+    pub session_id: Option<String>,
+    /// The taxpayer's GSTIN.
+    pub gstin: String,
+    /// The form the code was to sign.
+    pub form_type: Option<String>,
 }
 
 /// Voids the pending EVC challenges of sessions that ended and deletes their inbox messages (a
-/// session's filing codes end with it); returns how many were voided. Selected by owner, not by a
-/// list of session ids: a client's sessions may be many, its pending EVC codes are few.
-pub fn void_pending_evc(conn: &mut DbConn, owner: EvcOwner<'_>) -> Result<usize, StorageError> {
+/// session's filing codes end with it); returns those it voided, oldest first. Selected by owner, not
+/// by a list of session ids: a client's sessions may be many, its pending EVC codes are few.
+pub fn void_pending_evc(conn: &mut DbConn, owner: EvcOwner<'_>) -> Result<Vec<VoidedEvc>, StorageError> {
     let pending = otp_challenges::table
+        .inner_join(taxpayers::table)
         .filter(otp_challenges::purpose.eq(FOR_EVC))
         .filter(otp_challenges::state.eq(PENDING))
-        .select(otp_challenges::id)
+        .order((otp_challenges::created_at.asc(), otp_challenges::id.asc()))
+        .select((
+            otp_challenges::id,
+            otp_challenges::gsp_client_id,
+            otp_challenges::session_id,
+            taxpayers::gstin,
+            otp_challenges::form_type,
+        ))
         .into_boxed();
-    let ids: Vec<String> = match owner {
+    let voided: Vec<VoidedEvc> = match owner {
         EvcOwner::Session(id) => pending.filter(otp_challenges::session_id.eq(id)),
         EvcOwner::Client(id) => pending.filter(otp_challenges::gsp_client_id.eq(id)),
+        EvcOwner::Taxpayer(id) => pending.filter(otp_challenges::taxpayer_id.eq(id)),
     }
     .load(conn)?;
-    if ids.is_empty() {
-        return Ok(0);
+    if voided.is_empty() {
+        return Ok(voided);
     }
+    let ids: Vec<&str> = voided.iter().map(|v| v.id.as_str()).collect();
     diesel::delete(otp_inbox::table.filter(otp_inbox::challenge_id.eq_any(&ids))).execute(conn)?;
-    Ok(
-        diesel::update(otp_challenges::table.filter(otp_challenges::id.eq_any(&ids)))
-            .set((
-                otp_challenges::state.eq(VOIDED),
-                otp_challenges::attempts_left.eq(0),
-            ))
-            .execute(conn)?,
-    )
+    diesel::update(otp_challenges::table.filter(otp_challenges::id.eq_any(&ids)))
+        .set((
+            otp_challenges::state.eq(VOIDED),
+            otp_challenges::attempts_left.eq(0),
+        ))
+        .execute(conn)?;
+    Ok(voided)
 }
 
 /// Deletes every expired inbox message (housekeeping).

@@ -154,20 +154,26 @@ pub fn count_all_active(conn: &mut DbConn, now: NaiveDateTime) -> Result<i64, St
         .get_result(conn)?)
 }
 
-/// Revokes one session if it is not revoked yet; true when this call revoked it. Its pending EVC
-/// code is voided with it.
-pub fn revoke(conn: &mut DbConn, id: &str, reason: &str, now: NaiveDateTime) -> Result<bool, StorageError> {
+/// Revokes one session if it is not revoked yet: the EVC codes it voided with it (its pending one)
+/// when this call revoked it, `None` when it was revoked already.
+pub fn revoke(
+    conn: &mut DbConn,
+    id: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<Option<Vec<otp::VoidedEvc>>, StorageError> {
     let n = diesel::update(sessions::table.find(id).filter(sessions::revoked_at.is_null()))
         .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
         .execute(conn)?;
     if n == 1 {
-        otp::void_pending_evc(conn, otp::EvcOwner::Session(id))?;
+        return Ok(Some(otp::void_pending_evc(conn, otp::EvcOwner::Session(id))?));
     }
-    Ok(n == 1)
+    Ok(None)
 }
 
 /// Revokes every unrevoked session of the taxpayer; returns the ids it revoked. The caller voids the
-/// taxpayer's pending OTPs, EVC codes included (`otp::void_all_pending`), and counts them.
+/// taxpayer's pending OTPs: its EVC codes (`otp::void_pending_evc`, to record each) and the rest
+/// (`otp::void_all_pending`), and counts them.
 pub fn revoke_all_for_taxpayer(
     conn: &mut DbConn,
     taxpayer_id: &str,
@@ -189,14 +195,22 @@ pub fn revoke_all_for_taxpayer(
     Ok(ids)
 }
 
-/// Revokes every unrevoked session a GSP client holds, and voids its pending EVC codes; returns the
-/// sessions it revoked, as (session id, GSTIN).
+/// What revoking a GSP client's sessions ended.
+#[derive(Debug, Clone)]
+pub struct ClientRevoked {
+    /// The sessions it revoked, as (session id, GSTIN).
+    pub sessions: Vec<(String, String)>,
+    /// The pending EVC codes of the client's sessions, voided.
+    pub voided_evc: Vec<otp::VoidedEvc>,
+}
+
+/// Revokes every unrevoked session a GSP client holds, and voids its pending EVC codes.
 pub fn revoke_all_for_client(
     conn: &mut DbConn,
     client_id: &str,
     reason: &str,
     now: NaiveDateTime,
-) -> Result<Vec<(String, String)>, StorageError> {
+) -> Result<ClientRevoked, StorageError> {
     let revoked: Vec<(String, String)> = sessions::table
         .inner_join(taxpayers::table)
         .filter(sessions::gsp_client_id.eq(client_id))
@@ -210,8 +224,11 @@ pub fn revoke_all_for_client(
     )
     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
     .execute(conn)?;
-    otp::void_pending_evc(conn, otp::EvcOwner::Client(client_id))?;
-    Ok(revoked)
+    let voided_evc = otp::void_pending_evc(conn, otp::EvcOwner::Client(client_id))?;
+    Ok(ClientRevoked {
+        sessions: revoked,
+        voided_evc,
+    })
 }
 
 /// Moves the end of the taxpayer's live sessions to `expires_at` (re-enabling moves the window).

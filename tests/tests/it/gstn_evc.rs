@@ -4,7 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use diesel::prelude::*;
-use gsp_gateway_storage::schema::otp_challenges;
+use gsp_gateway_storage::schema::{audit_events, otp_challenges};
 use serde_json::{Value, json};
 
 use crate::gstn_dialect::{GstnClient, aes_encrypt, dialect_app_with, error_cd, hmac};
@@ -18,6 +18,7 @@ on_both_backends!(
     access_off_or_a_disabled_gsp_voids_the_evc_code,
     evcotp_counts_against_the_authenticate_throttle,
     an_unsigned_filing_never_reaches_the_upstream,
+    each_session_end_records_the_evc_code_it_voids,
 );
 
 const GSTR1: &str = "/taxpayerapi/v1.1/returns/gstr1";
@@ -638,4 +639,165 @@ async fn an_unsigned_filing_never_reaches_the_upstream(backend: Backend) {
         )
         .await;
     assert_eq!(error_cd(&read), "GEN5007", "{read}");
+}
+
+/// How a session ends.
+#[derive(Debug, Clone, Copy)]
+enum SessionEnd {
+    Taxpayer,
+    Logout,
+    RefreshReused,
+    AccessOff,
+    GspDisabled,
+}
+
+impl SessionEnd {
+    /// Ends the session; returns the session's `revoked_reason` and the actor of its end.
+    async fn end(
+        self,
+        app: &TestApp,
+        taxpayer: &TestTaxpayer,
+        gsp: &TestGsp,
+        session: &TestSession,
+    ) -> (&'static str, String) {
+        use gsp_gateway_api::services::provisioning;
+        let gsp_actor = format!("gsp:{}", gsp.client_id);
+        let taxpayer_actor = format!("taxpayer:{}", taxpayer.username);
+        match self {
+            Self::Taxpayer => {
+                let token = app.login(taxpayer).await;
+                let path = format!("/v1/taxpayer/sessions/{}", session.session_id);
+                assert_eq!(app.delete(&path, Auth::Bearer(&token)).await.status.as_u16(), 204);
+                ("taxpayer", taxpayer_actor)
+            }
+            Self::Logout => {
+                app.post("/v1/gsp/logout", Auth::Bearer(&session.access_token), json!({}))
+                    .await
+                    .ok(204);
+                ("logout", gsp_actor)
+            }
+            Self::RefreshReused => {
+                app.refresh(gsp, &session.refresh_token).await.ok(200);
+                app.refresh(gsp, &session.refresh_token)
+                    .await
+                    .assert_problem(401, "refresh_token_reused");
+                ("refresh_token_reused", gsp_actor)
+            }
+            Self::AccessOff => {
+                app.disable_access(taxpayer).await;
+                app.enable_access(taxpayer, 24).await;
+                ("access_disabled", taxpayer_actor)
+            }
+            Self::GspDisabled => {
+                let id = gsp.client_id.clone();
+                app.as_operator(move |c, e| provisioning::disable_gsp(c, &id, chrono::Utc::now(), e))
+                    .await
+                    .unwrap();
+                let id = gsp.client_id.clone();
+                app.as_operator(move |c, e| provisioning::enable_gsp(c, &id, chrono::Utc::now(), e))
+                    .await
+                    .unwrap();
+                ("gsp_disabled", "operator".to_owned())
+            }
+        }
+    }
+}
+
+/// An audit event's (actor, gstin, gsp_client_id, session_id, detail).
+type AuditFacts<Detail> = (String, Option<String>, Option<String>, Option<String>, Detail);
+
+/// The `evc_otp.voided` events as stored, oldest first.
+type VoidedEvent = AuditFacts<Value>;
+
+async fn voided_events(app: &TestApp) -> Vec<VoidedEvent> {
+    let rows: Vec<AuditFacts<String>> = app
+        .state
+        .db
+        .run(|c| {
+            Ok(audit_events::table
+                .filter(audit_events::action.eq("evc_otp.voided"))
+                .order(audit_events::id.asc())
+                .select((
+                    audit_events::actor,
+                    audit_events::gstin,
+                    audit_events::gsp_client_id,
+                    audit_events::session_id,
+                    audit_events::detail,
+                ))
+                .load(c)?)
+        })
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|(actor, gstin, gsp, session, detail)| {
+            (actor, gstin, gsp, session, serde_json::from_str(&detail).unwrap())
+        })
+        .collect()
+}
+
+/// The id of the session's pending EVC challenge.
+async fn pending_evc_id(app: &TestApp, session_id: &str) -> String {
+    let session_id = session_id.to_owned();
+    app.state
+        .db
+        .run(move |c| {
+            Ok(otp_challenges::table
+                .filter(otp_challenges::session_id.eq(session_id))
+                .filter(otp_challenges::state.eq("pending"))
+                .select(otp_challenges::id)
+                .first(c)?)
+        })
+        .await
+        .unwrap()
+}
+
+async fn each_session_end_records_the_evc_code_it_voids(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.otp_rate_limit = 100).await;
+    let taxpayer = app.create_taxpayer(1).await;
+    let gsp = app.create_gsp("Voiding GSP").await;
+    app.enable_access(&taxpayer, 24).await;
+    let ends = [
+        SessionEnd::Taxpayer,
+        SessionEnd::Logout,
+        SessionEnd::RefreshReused,
+        SessionEnd::AccessOff,
+        SessionEnd::GspDisabled,
+    ];
+    for end in ends {
+        // No pending code: the end records no voided code.
+        let before = voided_events(&app).await.len();
+        let session = app.open_session(&gsp, &taxpayer).await;
+        end.end(&app, &taxpayer, &gsp, &session).await;
+        assert_eq!(voided_events(&app).await.len(), before, "{end:?} without a code");
+
+        // A pending code: one evc_otp.voided, by whoever ended the session, naming the code.
+        let session = app.open_session(&gsp, &taxpayer).await;
+        app.open_evc_otp(&gsp, &session.session_id, "R3B").await;
+        let challenge_id = pending_evc_id(&app, &session.session_id).await;
+        let (ended_by, actor) = end.end(&app, &taxpayer, &gsp, &session).await;
+        let events = voided_events(&app).await;
+        assert_eq!(events.len(), before + 1, "{end:?}: {events:?}");
+        assert_eq!(
+            events.last().unwrap(),
+            &(
+                actor,
+                Some(taxpayer.gstin.clone()),
+                Some(gsp.client_id.clone()),
+                Some(session.session_id.clone()),
+                json!({
+                    "otp_request_id": challenge_id,
+                    "form_type": "R3B",
+                    "reason": "session ended",
+                    "ended_by": ended_by,
+                }),
+            ),
+            "{end:?}"
+        );
+        let shown = app.activity_event(&taxpayer, "evc_otp.voided").await;
+        assert_eq!(
+            (&shown["session_id"], &shown["detail"]["ended_by"]),
+            (&json!(session.session_id), &json!(ended_by)),
+            "{end:?}: {shown}"
+        );
+    }
 }
