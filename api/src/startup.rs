@@ -112,6 +112,10 @@ impl Application {
                 .wrap(from_fn(metrics::track))
                 .wrap(from_fn(request_id::assign))
         })
+        // Each connection remembers its last verified session token (gateway::ConnectionToken).
+        .on_connect(|_, data| {
+            data.insert(crate::gateway::ConnectionToken::default());
+        })
         .listen(listener)?
         .shutdown_timeout(30);
         if let Some(n) = workers {

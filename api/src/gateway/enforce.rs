@@ -15,6 +15,7 @@ use gsp_gateway_domain::authorize;
 
 use super::forward::UpstreamClient;
 use super::limits::Verdict;
+use super::tokens_cache::ConnectionToken;
 use crate::auth::{token_missing, token_refused};
 use crate::error::{ApiError, ErrorCode};
 use crate::json::method_not_allowed_with;
@@ -49,10 +50,11 @@ fn bearer_of(req: &HttpRequest) -> Option<&str> {
 async fn admit(state: &AppState, req: &HttpRequest) -> Result<(GstContext, Verdict), ApiError> {
     let token = bearer_of(req).ok_or_else(|| token_missing("gst"))?;
     let now = state.clock.now();
-    let claims = state
-        .claims
-        .verify(&state.keys, token, now)
-        .map_err(|e| token_refused(e, "gst"))?;
+    let claims = match req.conn_data::<ConnectionToken>() {
+        Some(connection) => connection.verify(&state.claims, &state.keys, token, now),
+        None => state.claims.verify(&state.keys, token, now),
+    }
+    .map_err(|e| token_refused(e, "gst"))?;
     let (Some(sid), Some(cid)) = (claims.sid.as_deref(), claims.cid.as_deref()) else {
         return Err(token_refused(crate::tokens::TokenError::Invalid, "gst"));
     };

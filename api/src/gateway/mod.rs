@@ -12,7 +12,7 @@ pub mod view;
 
 pub use enforce::{GstContext, gateway};
 pub use limits::Limits;
-pub use tokens_cache::ClaimsCache;
+pub use tokens_cache::{ClaimsCache, ConnectionToken};
 pub use view::{DialectToken, GatewayView};
 
 /// Notes a rate-limit refusal (logged at debug, counted in the metrics).

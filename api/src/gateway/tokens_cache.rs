@@ -1,8 +1,12 @@
 //! Verified session-token claims, cached by the SHA-256 of the token until the token expires, so a
-//! signature is checked once per token rather than once per request.
+//! signature is checked once per token rather than once per request; and, in front of that cache, the
+//! last token of each client connection, which a GSP sends again on every call of a keep-alive
+//! connection: such a call costs one comparison of the token's bytes, not a hash and a shared map.
 
+use std::cell::RefCell;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
@@ -15,6 +19,9 @@ use crate::tokens::{Claims, KeyRing, LEEWAY_SECS, TokenError, TokenKind};
 pub struct ClaimsCache {
     entries: DashMap<[u8; 32], Arc<Claims>, BuildHasherDefault<DigestHasher>>,
     capacity: usize,
+    /// Counts [`ClaimsCache::clear`]s: a connection's token verified before the last one is checked
+    /// again.
+    generation: AtomicU64,
 }
 
 impl ClaimsCache {
@@ -23,6 +30,7 @@ impl ClaimsCache {
         Self {
             entries: DashMap::default(),
             capacity,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -30,7 +38,7 @@ impl ClaimsCache {
     pub fn verify(&self, keys: &KeyRing, token: &str, now: DateTime<Utc>) -> Result<Arc<Claims>, TokenError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(claims) = self.entries.get(&digest).map(|c| c.clone()) {
-            if claims.exp <= now.timestamp() - LEEWAY_SECS {
+            if expired(&claims, now) {
                 self.entries.remove(&digest);
                 return Err(TokenError::Expired);
             }
@@ -53,8 +61,9 @@ impl ClaimsCache {
         self.entries.retain(|_, claims| claims.exp > cutoff);
     }
 
-    /// Forgets every cached token (keys changed).
+    /// Forgets every cached token, the connections' included (keys changed).
     pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.clear();
     }
 
@@ -66,6 +75,57 @@ impl ClaimsCache {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+fn expired(claims: &Claims, now: DateTime<Utc>) -> bool {
+    claims.exp <= now.timestamp() - LEEWAY_SECS
+}
+
+/// The last session token verified on one client connection, with its claims (connection data, set
+/// up by `HttpServer::on_connect`). Calls on one connection are served one at a time.
+#[derive(Default)]
+pub struct ConnectionToken(RefCell<Option<Remembered>>);
+
+impl std::fmt::Debug for ConnectionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.debug_struct("ConnectionToken")
+            .field("remembers", &self.0.borrow().is_some())
+            .finish()
+    }
+}
+
+struct Remembered {
+    token: Box<str>,
+    claims: Arc<Claims>,
+    generation: u64,
+}
+
+impl ConnectionToken {
+    /// The claims of a valid session token: this connection's last token again, or through `cache`.
+    pub fn verify(
+        &self,
+        cache: &ClaimsCache,
+        keys: &KeyRing,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Claims>, TokenError> {
+        let generation = cache.generation.load(Ordering::SeqCst);
+        if let Some(last) = &*self.0.borrow()
+            && *last.token == *token
+            && last.generation == generation
+            && !expired(&last.claims, now)
+        {
+            return Ok(last.claims.clone());
+        }
+        let claims = cache.verify(keys, token, now)?;
+        *self.0.borrow_mut() = Some(Remembered {
+            token: token.into(),
+            claims: claims.clone(),
+            generation,
+        });
+        Ok(claims)
     }
 }
 
@@ -93,7 +153,81 @@ impl Hasher for DigestHasher {
 mod tests {
     use std::hash::BuildHasher;
 
+    use chrono::TimeDelta;
+
     use super::*;
+    use crate::tokens::new_key_row;
+
+    fn ring(now: DateTime<Utc>) -> KeyRing {
+        let ring = KeyRing::new("gsp-gateway".into());
+        ring.replace(&[new_key_row(now)]);
+        ring
+    }
+
+    fn session_token(ring: &KeyRing, sid: &str, now: DateTime<Utc>) -> String {
+        ring.issue(
+            TokenKind::Session,
+            "24AAUPV7468F1ZW",
+            Some(sid),
+            Some("c1"),
+            now,
+            now + TimeDelta::hours(6),
+        )
+        .unwrap()
+        .0
+    }
+
+    /// Keys, a cache and a connection that has verified a token of session `s1`, and that token.
+    fn remembering(now: DateTime<Utc>) -> (KeyRing, ClaimsCache, ConnectionToken, String, Arc<Claims>) {
+        let (keys, cache, connection) = (ring(now), ClaimsCache::new(10), ConnectionToken::default());
+        let token = session_token(&keys, "s1", now);
+        let claims = connection.verify(&cache, &keys, &token, now).unwrap();
+        (keys, cache, connection, token, claims)
+    }
+
+    #[test]
+    fn a_connection_remembers_its_token_until_it_expires() {
+        let now = Utc::now();
+        let (keys, cache, connection, token, claims) = remembering(now);
+        cache.entries.clear();
+        // Remembered by the connection: the shared cache is not asked again.
+        assert_eq!(connection.verify(&cache, &keys, &token, now), Ok(claims.clone()));
+        assert!(cache.is_empty());
+        assert_eq!(
+            connection.verify(&cache, &keys, &token, now + TimeDelta::hours(7)),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn another_token_on_the_connection_is_verified_afresh() {
+        let now = Utc::now();
+        let (keys, cache, connection, first, _) = remembering(now);
+        let second = session_token(&keys, "s2", now);
+        let claims = connection.verify(&cache, &keys, &second, now).unwrap();
+        assert_eq!(claims.sid.as_deref(), Some("s2"));
+        // A forgery that keeps the first token's signature is refused, not taken for it.
+        connection.verify(&cache, &keys, &first, now).unwrap();
+        let signature = first.rsplit_once('.').unwrap().1;
+        let forged = format!("{}.{signature}", second.rsplit_once('.').unwrap().0);
+        assert_eq!(
+            connection.verify(&cache, &keys, &forged, now),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_token_remembered_before_the_keys_changed_is_checked_again() {
+        let now = Utc::now();
+        let (keys, cache, connection, token, _) = remembering(now);
+        // The key that signed it is withdrawn (as `feed::reload_keys` does).
+        keys.replace(&[new_key_row(now)]);
+        cache.clear();
+        assert_eq!(
+            connection.verify(&cache, &keys, &token, now),
+            Err(TokenError::Invalid)
+        );
+    }
 
     #[test]
     fn a_digest_hashes_as_its_first_eight_bytes() {
