@@ -190,7 +190,8 @@ thread_local! {
     /// The handles of `http_request_duration_seconds` and `http_requests_total` by label set, per
     /// worker thread: registering a labelled metric on every request allocates its key and searches
     /// the registry. Bounded: labels are routes × methods × statuses.
-    static REQUEST_HANDLES: RefCell<HashMap<RequestKey, (Histogram, Counter)>> = RefCell::new(HashMap::new());
+    static REQUEST_HANDLES: RefCell<HashMap<RequestKey, (Histogram, Counter), foldhash::fast::RandomState>> =
+        RefCell::new(HashMap::default());
 }
 
 fn request_handles(route: Cow<'static, str>, method: &'static str, status: u16) -> (Histogram, Counter) {

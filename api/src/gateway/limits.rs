@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::HeaderValue;
+use foldhash::fast::RandomState;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -13,8 +14,13 @@ use governor::{Quota, RateLimiter};
 
 use crate::settings::Settings;
 
-type Keyed =
-    RateLimiter<Arc<str>, DefaultKeyedStateStore<Arc<str>>, DefaultClock, StateInformationMiddleware>;
+/// Keyed by session or client id (from verified tokens), hashed with foldhash rather than SipHash.
+type Keyed = RateLimiter<
+    Arc<str>,
+    DefaultKeyedStateStore<Arc<str>, RandomState>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
 
 /// One policy: a keyed limiter and its configured burst.
 pub struct Policy {
@@ -51,8 +57,11 @@ impl Policy {
     fn new(name: &'static str, per_second: u32, burst: u32) -> Self {
         let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst_nz = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
-        let limiter = RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst_nz))
-            .with_middleware::<StateInformationMiddleware>();
+        let limiter = RateLimiter::dashmap_with_hasher(
+            Quota::per_second(rate).allow_burst(burst_nz),
+            RandomState::default(),
+        )
+        .with_middleware::<StateInformationMiddleware>();
         Self {
             name,
             burst: burst.max(1),

@@ -34,8 +34,10 @@ pub struct SessionEntry {
 /// The view.
 #[derive(Debug, Default)]
 pub struct GatewayView {
-    sessions: DashMap<String, Arc<SessionEntry>>,
-    access: DashMap<Arc<str>, ApiAccess>,
+    // Read on every gateway call, by keys from verified tokens and the database: hashed with foldhash
+    // rather than SipHash.
+    sessions: DashMap<String, Arc<SessionEntry>, foldhash::fast::RandomState>,
+    access: DashMap<Arc<str>, ApiAccess, foldhash::fast::RandomState>,
     generation: AtomicU64,
     feed_position: AtomicI64,
     touched: Mutex<HashSet<String>>,
