@@ -5,11 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::{FromRequest, HttpRequest, web};
 use gsp_gateway_domain::secret::constant_time_eq;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::request_id::RequestId;
 use crate::state::AppState;
 use crate::tokens::{TokenError, TokenKind};
 
@@ -200,10 +199,7 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let ip = client_ip(req).map(|ip| ip.to_string());
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map_or_else(crate::request_id::current, |r| r.0.clone());
+        let request_id = crate::request_id::current();
         ready(Ok(Caller {
             ip,
             request_id,

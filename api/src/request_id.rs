@@ -5,11 +5,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use actix_web::Error;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
 
 /// The request-id header.
@@ -38,10 +38,6 @@ fn generate() -> String {
     }
     id
 }
-
-/// The request id, as a request extension.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 fn acceptable(candidate: &str) -> bool {
     (1..=64).contains(&candidate.len())
@@ -76,7 +72,6 @@ pub async fn assign(
         .and_then(|v| v.to_str().ok())
         .filter(|v| acceptable(v))
         .map_or_else(generate, str::to_owned);
-    req.extensions_mut().insert(RequestId(id.clone()));
     // What the access line says, taken only when it is written (it is off below `info`).
     let access = tracing::enabled!(target: "gsp_gateway::access", tracing::Level::INFO).then(|| {
         let path = req.path().to_owned();

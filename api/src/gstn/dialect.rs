@@ -329,9 +329,7 @@ pub fn check_state_code(headers: &HeaderMap, gstin: &str) -> Result<(), GstnErro
 
 /// The audit facts of a dialect call: `ip-usr` when the client sends one, and `txn`.
 pub fn caller(req: &HttpRequest) -> Caller {
-    let request_id = actix_web::HttpMessage::extensions(req)
-        .get::<crate::request_id::RequestId>()
-        .map_or_else(crate::request_id::current, |r| r.0.clone());
+    let request_id = crate::request_id::current();
     let headers = req.headers();
     let ip = header(headers, "ip-usr")
         .filter(|v| !v.is_empty())

@@ -324,6 +324,25 @@ async fn audit_lists_newest_first_and_filters_by_gstin(backend: Backend) {
     assert_eq!(items[0]["gstin"], first.gstin.as_str());
     assert_eq!(items[0]["actor"], "operator");
     assert!(items[0]["request_id"].is_string());
+
+    // The event carries the id of the request that made it (echoed here, so known).
+    let created = app
+        .client
+        .post(format!("{}/v1/admin/gsps", app.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-request-id", "audit-trace-42")
+        .json(&json!({"name": "Traced GSP"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["x-request-id"], "audit-trace-42");
+    let newest = app
+        .get("/v1/admin/audit?limit=1", Auth::Bearer(ADMIN_TOKEN))
+        .await;
+    let event = &newest.ok(200)["items"][0];
+    assert_eq!(event["action"], "gsp.created");
+    assert_eq!(event["request_id"], "audit-trace-42");
 }
 
 #[tokio::test]
