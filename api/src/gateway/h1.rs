@@ -54,6 +54,8 @@ const MAX_TRAILER_BYTES: usize = 16 * 1024;
 /// Reads a streamed body makes in one poll without data to pass on, before it lets the worker run
 /// other tasks (and its timers) and comes back.
 const READS_PER_POLL: usize = 16;
+/// Spare timers kept per worker for the calls' deadlines.
+const MAX_SPARE_TIMERS: usize = 256;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -72,6 +74,8 @@ pub struct Pool {
     idle: RefCell<VecDeque<(Conn, Instant)>>,
     /// Whether the task that closes stale idle connections runs.
     sweeping: Cell<bool>,
+    /// Timers of finished calls, to be set again (see [`Pool::timer`]).
+    timers: RefCell<Vec<Pin<Box<Sleep>>>>,
 }
 
 #[derive(Debug)]
@@ -81,6 +85,27 @@ struct Conn {
 }
 
 impl Pool {
+    /// A timer set to `deadline`: a finished call's, set again (for a later deadline tokio moves an
+    /// armed timer with one atomic update), or a new one. A new timer per call cost its registration in
+    /// the timer wheel and its removal.
+    fn timer(&self, deadline: Instant) -> Pin<Box<Sleep>> {
+        match self.timers.borrow_mut().pop() {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Keeps a finished call's timer for the next call.
+    fn spare(&self, timer: Pin<Box<Sleep>>) {
+        let mut timers = self.timers.borrow_mut();
+        if timers.len() < MAX_SPARE_TIMERS {
+            timers.push(timer);
+        }
+    }
+
     /// A pool for `authority` (host and optional port) under `prefix`.
     pub fn new(authority: &http::uri::Authority, prefix: &str, connect_timeout: Duration) -> Self {
         Self {
@@ -95,6 +120,7 @@ impl Pool {
             connect_timeout,
             idle: RefCell::new(VecDeque::new()),
             sweeping: Cell::new(false),
+            timers: RefCell::new(Vec::new()),
         }
     }
 
@@ -282,11 +308,29 @@ enum Framing {
 /// An answer head, parsed and owned.
 struct Head {
     status: StatusCode,
+    /// The fields passed back, their values where they lie in the head's bytes.
+    spans: Vec<(HeaderName, std::ops::Range<usize>)>,
+    /// The same fields with their values, once [`Head::take_values`] has them from those bytes.
     fields: Vec<(HeaderName, HeaderValue)>,
     /// The declared `Content-Length`, unless a `Transfer-Encoding` is declared too.
     length: Option<u64>,
     framing: Framing,
     keep_alive: bool,
+}
+
+impl Head {
+    /// The values of the fields passed back, shared with `wire` (the head's bytes) rather than copied.
+    fn take_values(&mut self, wire: &Bytes) -> Result<(), &'static str> {
+        self.fields = std::mem::take(&mut self.spans)
+            .into_iter()
+            .map(|(name, span)| {
+                HeaderValue::from_maybe_shared(wire.slice(span))
+                    .map(|value| (name, value))
+                    .map_err(|_| "invalid field value")
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
 }
 
 /// Why reading an answer head failed.
@@ -311,21 +355,22 @@ async fn read_head(conn: &mut Conn, head_request: bool) -> Result<Head, HeadErro
             let mut answer = httparse::Response::new(&mut fields);
             match answer.parse(&conn.buf) {
                 Ok(httparse::Status::Complete(length)) => {
-                    Some(owned_head(&answer, head_request).map(|h| (length, h)))
+                    Some(owned_head(&answer, head_request, &conn.buf).map(|h| (length, h)))
                 }
                 Ok(httparse::Status::Partial) => None,
                 Err(_) => return Err(failed("malformed head")),
             }
         };
         match parsed {
-            Some(Ok((length, head))) => {
-                let _ = conn.buf.split_to(length);
+            Some(Ok((length, mut head))) => {
+                let wire = conn.buf.split_to(length).freeze();
                 if head.status.is_informational() {
                     if head.status == StatusCode::SWITCHING_PROTOCOLS {
                         return Err(failed("switched protocols unasked"));
                     }
                     continue;
                 }
+                head.take_values(&wire).map_err(failed)?;
                 return Ok(head);
             }
             Some(Err(reason)) => return Err(failed(reason)),
@@ -347,6 +392,16 @@ async fn read_head(conn: &mut Conn, head_request: bool) -> Result<Head, HeadErro
     }
 }
 
+/// Where `part`, a slice of `whole` (or empty), lies in it.
+fn span_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    if part.is_empty() {
+        return 0..0;
+    }
+    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+    debug_assert!(start + part.len() <= whole.len());
+    start..start + part.len()
+}
+
 /// A `Content-Length` value (RFC 9110 §8.6): digits only, or a list of one repeated value; at most
 /// `i64::MAX`.
 fn content_length(value: &[u8]) -> Option<u64> {
@@ -365,7 +420,12 @@ fn content_length(value: &[u8]) -> Option<u64> {
     length
 }
 
-fn owned_head(answer: &httparse::Response<'_, '_>, head_request: bool) -> Result<Head, &'static str> {
+/// The parsed `answer`, whose fields lie in `wire`.
+fn owned_head(
+    answer: &httparse::Response<'_, '_>,
+    head_request: bool,
+    wire: &[u8],
+) -> Result<Head, &'static str> {
     let code = answer.code.ok_or("no status")?;
     let status = StatusCode::from_u16(code).map_err(|_| "invalid status")?;
     let listed = connection_options(
@@ -378,7 +438,7 @@ fn owned_head(answer: &httparse::Response<'_, '_>, head_request: bool) -> Result
     let mut keep_alive = answer.version == Some(1) && !listed.iter().any(|o| o == "close");
     let mut length: Option<u64> = None;
     let mut chunked = None;
-    let mut fields = Vec::with_capacity(answer.headers.len());
+    let mut spans = Vec::with_capacity(answer.headers.len());
     for field in answer.headers.iter() {
         // Parsed once, into the types the answer is built from (well-known names need no allocation).
         let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| "invalid field name")?;
@@ -393,8 +453,7 @@ fn owned_head(answer: &httparse::Response<'_, '_>, head_request: bool) -> Result
             let last = field.value.rsplit(|b| *b == b',').next().unwrap_or_default();
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if passes_back(name.as_str(), &listed) {
-            let value = HeaderValue::from_bytes(field.value).map_err(|_| "invalid field value")?;
-            fields.push((name, value));
+            spans.push((name, span_in(wire, field.value)));
         }
     }
     let framing = if head_request || status.is_informational() || matches!(code, 204 | 304) {
@@ -417,7 +476,8 @@ fn owned_head(answer: &httparse::Response<'_, '_>, head_request: bool) -> Result
     }
     Ok(Head {
         status,
-        fields,
+        spans,
+        fields: Vec::new(),
         // Beside a transfer coding a length means nothing, also as the length a HEAD's GET would have had.
         length: length.filter(|_| chunked.is_none()),
         framing,
@@ -440,6 +500,7 @@ pub async fn forward(
     let resend = idempotent(req.method());
     let request = request_bytes(&pool, ctx, req, target, body);
     let deadline = Instant::now() + timeout;
+    let mut timer = pool.timer(deadline);
     let exchange = async {
         let mut pooled = pool.checkout();
         loop {
@@ -466,9 +527,7 @@ pub async fn forward(
             }
         }
     };
-    let (mut conn, head) = tokio::time::timeout_at(deadline, exchange)
-        .await
-        .map_err(|_| timed_out())??;
+    let (mut conn, head) = before(&mut timer, exchange).await??;
 
     let status = answer_status(head.status.as_u16())?;
     let mut response = HttpResponse::build(status);
@@ -477,6 +536,7 @@ pub async fn forward(
     }
     match head.framing {
         Framing::Empty => {
+            pool.spare(timer);
             if head.keep_alive && conn.buf.is_empty() {
                 pool.checkin(conn);
             }
@@ -497,9 +557,8 @@ pub async fn forward(
                 }
                 Ok(())
             };
-            tokio::time::timeout_at(deadline, read_whole)
-                .await
-                .map_err(|_| timed_out())??;
+            before(&mut timer, read_whole).await??;
+            pool.spare(timer);
             let body = conn.buf.split_to(length).freeze();
             if head.keep_alive && conn.buf.is_empty() {
                 pool.checkin(conn);
@@ -512,7 +571,7 @@ pub async fn forward(
                 framing,
                 keep_alive: head.keep_alive,
                 pool,
-                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                deadline: timer,
             };
             Ok(match framing {
                 Framing::Length(length) => response.body(SizedStream::new(length, body)),
@@ -520,6 +579,18 @@ pub async fn forward(
             })
         }
     }
+}
+
+/// `work`, unless `timer` goes off first (504).
+async fn before<F: Future>(timer: &mut Pin<Box<Sleep>>, work: F) -> Result<F::Output, ApiError> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(done) = work.as_mut().poll(cx) {
+            return Poll::Ready(Ok(done));
+        }
+        timer.as_mut().poll(cx).map(|()| Err(timed_out()))
+    })
+    .await
 }
 
 /// Where a chunked body's decoding stands.
@@ -796,7 +867,9 @@ mod tests {
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut answer = httparse::Response::new(&mut fields);
         assert!(answer.parse(wire.as_bytes()).unwrap().is_complete());
-        owned_head(&answer, head_request)
+        let mut head = owned_head(&answer, head_request, wire.as_bytes())?;
+        head.take_values(&Bytes::copy_from_slice(wire.as_bytes()))?;
+        Ok(head)
     }
 
     #[test]
@@ -908,16 +981,39 @@ mod tests {
         assert_eq!(idle(&pool), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_spare_timer_goes_off_at_its_new_deadline_only() {
+        let authority: http::uri::Authority = "127.0.0.1:9".parse().unwrap();
+        let pool = Pool::new(&authority, "", Duration::from_secs(1));
+        let pending = |timer: &mut Pin<Box<Sleep>>| {
+            let waker = futures_util::task::noop_waker();
+            timer.as_mut().poll(&mut Context::from_waker(&waker)).is_pending()
+        };
+        let mut first = pool.timer(Instant::now() + Duration::from_secs(1));
+        assert!(pending(&mut first), "armed");
+        pool.spare(first);
+        let mut again = pool.timer(Instant::now() + Duration::from_secs(5));
+        assert!(pool.timers.borrow().is_empty(), "the spare one is taken");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(pending(&mut again), "not at the old deadline");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(!pending(&mut again), "at the new one");
+        let work = before(&mut again, std::future::pending::<()>()).await;
+        assert_eq!(work.unwrap_err().code(), crate::error::ErrorCode::UpstreamTimeout);
+    }
+
     #[test]
     fn hop_by_hop_listed_and_rate_limit_fields_stay_behind() {
         let head = head(
             "HTTP/1.1 200 OK\r\nConnection: x-private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\n\
-             RateLimit: \"upstream\";r=0;t=9\r\nratelimit-policy: \"upstream\";q=1;w=9\r\ncontent-length: 0\r\n\r\n",
+             RateLimit: \"upstream\";r=0;t=9\r\nratelimit-policy: \"upstream\";q=1;w=9\r\ncontent-length: 0\r\n\
+             X-Empty:\r\nX-Last: end\r\n\r\n",
             false,
         )
         .unwrap();
         let names: Vec<&str> = head.fields.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(head.fields[0].1, "yes");
-        assert_eq!(names, ["x-kept"]);
+        assert_eq!(names, ["x-kept", "x-empty", "x-last"]);
+        let values: Vec<&[u8]> = head.fields.iter().map(|(_, v)| v.as_bytes()).collect();
+        assert_eq!(values, [&b"yes"[..], b"", b"end"]);
     }
 }
