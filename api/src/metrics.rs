@@ -13,11 +13,9 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{Method, header};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse, web};
+use actix_web::dev::ServiceRequest;
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::{HttpResponse, web};
 use metrics::{
     Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
@@ -151,23 +149,34 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
         .body(text)
 }
 
-/// Middleware: counts every request and times it, labelled by matched route pattern, method and status.
-pub async fn track<B: MessageBody + 'static>(
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<B>, Error> {
-    let started = Instant::now();
-    let route = route_label(&req);
-    let method = method_label(req.method());
-    let result = next.call(req).await;
-    let status = match &result {
-        Ok(response) => response.status(),
-        Err(error) => error.as_response_error().status_code(),
-    };
-    let (duration, requests) = request_handles(route, method, status.as_u16());
-    duration.record(started.elapsed().as_secs_f64());
-    requests.increment(1);
-    result
+/// One request being served: counted and timed when it is answered, labelled by matched route
+/// pattern, method and status. Started and finished by the request-id middleware
+/// ([`crate::request_id::assign`]), so that every request passes one middleware layer, not two.
+#[derive(Debug)]
+pub struct RequestTimer {
+    started: Instant,
+    route: Cow<'static, str>,
+    method: &'static str,
+}
+
+impl RequestTimer {
+    /// Starts timing `req`.
+    pub fn start(req: &ServiceRequest) -> Self {
+        Self {
+            started: Instant::now(),
+            route: route_label(req),
+            method: method_label(req.method()),
+        }
+    }
+
+    /// Counts and times the answered request; how long it took.
+    pub fn finish(self, status: StatusCode) -> Duration {
+        let elapsed = self.started.elapsed();
+        let (duration, requests) = request_handles(self.route, self.method, status.as_u16());
+        duration.record(elapsed.as_secs_f64());
+        requests.increment(1);
+        elapsed
+    }
 }
 
 /// The route label. The two scopes that serve every GSP call are named without asking the router

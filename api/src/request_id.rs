@@ -3,7 +3,6 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use actix_web::Error;
 use actix_web::body::{BoxBody, MessageBody};
@@ -11,6 +10,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
+
+use crate::metrics::RequestTimer;
 
 /// The request-id header.
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -61,7 +62,8 @@ fn client_tag(req: &ServiceRequest, name: &str) -> String {
         .collect()
 }
 
-/// Middleware: assigns the id, scopes it for the request, logs one access line.
+/// Middleware: assigns the id, scopes it for the request, counts and times the request
+/// ([`RequestTimer`]), logs one access line.
 pub async fn assign(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -80,8 +82,9 @@ pub async fn assign(
         let dialect_tags = path
             .starts_with("/taxpayerapi/")
             .then(|| (client_tag(&req, "txn"), client_tag(&req, "ip-usr")));
-        (req.method().clone(), path, dialect_tags, Instant::now())
+        (req.method().clone(), path, dialect_tags)
     });
+    let timer = RequestTimer::start(&req);
     let span = tracing::info_span!("request", request_id = %id);
     let scoped_id = id.clone();
     let result = CURRENT
@@ -92,13 +95,17 @@ pub async fn assign(
         })
         .instrument(span.clone())
         .await;
+    let elapsed = timer.finish(match &result {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    });
     let mut response = result?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
-    if let Some((method, path, dialect_tags, started)) = access {
+    if let Some((method, path, dialect_tags)) = access {
         let status = response.status().as_u16();
-        let micros = started.elapsed().as_micros() as u64;
+        let micros = elapsed.as_micros() as u64;
         span.in_scope(|| match dialect_tags {
             Some((txn, ip_usr)) => tracing::info!(
                 target: "gsp_gateway::access", %method, %path, status, micros, txn, ip_usr, "served"

@@ -109,7 +109,6 @@ impl Application {
                 )))
                 .configure(routes)
                 .default_service(web::to(route_not_found))
-                .wrap(from_fn(metrics::track))
                 .wrap(from_fn(request_id::assign))
         })
         // Each connection remembers its last verified session token (gateway::ConnectionToken).
