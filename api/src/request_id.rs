@@ -25,19 +25,34 @@ pub fn current() -> String {
     CURRENT.try_with(Clone::clone).unwrap_or_else(|_| "-".to_owned())
 }
 
-/// A new id: a random per-process prefix and a counter (unique without a system call per request).
+/// Calls `f` with the id of the request being served (`-` outside one), without copying it.
+pub fn with_current<R>(mut f: impl FnMut(&str) -> R) -> R {
+    CURRENT.try_with(|id| f(id)).unwrap_or_else(|_| f("-"))
+}
+
+/// A new id: a random per-process prefix and a counter (unique without a system call per request),
+/// as 32 lowercase hex digits.
 fn generate() -> String {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static PREFIX: OnceLock<[u8; 16]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let prefix = PREFIX.get_or_init(|| hex_digits(uuid::Uuid::new_v4().as_u64_pair().0));
+    let count = hex_digits(COUNTER.fetch_add(1, Ordering::Relaxed));
     let mut id = String::with_capacity(32);
-    for word in [prefix, count] {
-        for shift in (0..64).step_by(4).rev() {
-            id.push(char::from(b"0123456789abcdef"[(word >> shift) as usize & 0xf]));
-        }
+    for digits in [prefix, &count] {
+        id.push_str(std::str::from_utf8(digits).unwrap_or_default());
     }
     id
+}
+
+/// The 16 lowercase hex digits of `word`.
+fn hex_digits(word: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0; 16];
+    for (pair, byte) in digits.chunks_exact_mut(2).zip(word.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    digits
 }
 
 fn acceptable(candidate: &str) -> bool {
@@ -133,6 +148,8 @@ mod tests {
             assert!(acceptable(id));
         }
         assert_eq!(a[..16], b[..16], "one prefix per process");
+        assert_eq!(&hex_digits(0x0123_4567_89ab_cdef), b"0123456789abcdef");
+        assert_eq!(&hex_digits(u64::MAX), b"ffffffffffffffff");
         let count = |id: &str| u64::from_str_radix(&id[16..], 16).unwrap();
         assert!(count(&b) > count(&a), "{a} then {b}");
     }

@@ -280,13 +280,14 @@ fn request_bytes(pool: &Pool, ctx: &GstContext, req: &HttpRequest, target: &str,
             field(name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    let request_id = request_id::current();
-    for (name, value) in session_facts(&ctx.gstin, &ctx.client_id, &ctx.session_id, &request_id) {
-        // Our own values; checked all the same, as `set_session_facts` does.
-        if http::HeaderValue::from_str(value).is_ok() {
-            field(name.as_bytes(), value.as_bytes());
+    request_id::with_current(|request_id| {
+        for (name, value) in session_facts(&ctx.gstin, &ctx.client_id, &ctx.session_id, request_id) {
+            // Our own values; checked all the same, as `set_session_facts` does.
+            if is_field_value(value.as_bytes()) {
+                field(name.as_bytes(), value.as_bytes());
+            }
         }
-    }
+    });
     if !body.is_empty() || [Method::POST, Method::PUT, Method::PATCH].contains(req.method()) {
         let mut length = itoa::Buffer::new();
         field(b"content-length", length.format(body.len()).as_bytes());
@@ -294,6 +295,12 @@ fn request_bytes(pool: &Pool, ctx: &GstContext, req: &HttpRequest, target: &str,
     head.extend_from_slice(b"\r\n");
     head.extend_from_slice(body);
     head
+}
+
+/// Whether `value` may be sent as a field value: what `HeaderValue::from_bytes` accepts (visible
+/// characters, spaces and tabs), checked without building one.
+fn is_field_value(value: &[u8]) -> bool {
+    value.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 /// How an answer's body ends (RFC 9112 §6.3).
@@ -1000,6 +1007,25 @@ mod tests {
         assert!(!pending(&mut again), "at the new one");
         let work = before(&mut again, std::future::pending::<()>()).await;
         assert_eq!(work.unwrap_err().code(), crate::error::ErrorCode::UpstreamTimeout);
+    }
+
+    #[test]
+    fn field_values_are_checked_as_header_values_are() {
+        for value in [
+            &b"24AAUPV7468F1ZW"[..],
+            b"a b\tc",
+            b"",
+            b"\x80caf\xc3\xa9",
+            b"x\r\n",
+            b"\x7f",
+            b"\0",
+        ] {
+            assert_eq!(
+                is_field_value(value),
+                HeaderValue::from_bytes(value).is_ok(),
+                "{value:?}"
+            );
+        }
     }
 
     #[test]
