@@ -35,26 +35,31 @@ pub struct GstContext {
     pub session_id: Arc<str>,
 }
 
-/// The token of `Authorization: Bearer <token>`. Works on bytes: a JWT is plain ASCII, and this runs
-/// on every gateway call.
-fn bearer_of(req: &HttpRequest) -> Option<&str> {
+/// The token of `Authorization: Bearer <token>`, as bytes: a JWT is plain ASCII, and this runs on
+/// every gateway call (a connection's remembered token is compared before any other check).
+fn bearer_of(req: &HttpRequest) -> Option<&[u8]> {
     let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = value.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
         return None;
     }
-    let token = std::str::from_utf8(rest.trim_ascii()).ok()?;
+    let token = rest.trim_ascii();
     (!token.is_empty()).then_some(token)
 }
 
 async fn admit(state: &AppState, req: &HttpRequest) -> Result<(GstContext, Verdict), ApiError> {
     let token = bearer_of(req).ok_or_else(|| token_missing("gst"))?;
     let now = state.clock.now();
-    let claims = match req.conn_data::<ConnectionToken>() {
+    // Bytes that are not text are no bearer token, as for every other realm.
+    let verified = match req.conn_data::<ConnectionToken>() {
         Some(connection) => connection.verify(&state.claims, &state.keys, token, now),
-        None => state.claims.verify(&state.keys, token, now),
-    }
-    .map_err(|e| token_refused(e, "gst"))?;
+        None => std::str::from_utf8(token)
+            .ok()
+            .map(|token| state.claims.verify(&state.keys, token, now)),
+    };
+    let claims = verified
+        .ok_or_else(|| token_missing("gst"))?
+        .map_err(|e| token_refused(e, "gst"))?;
     let (Some(sid), Some(cid)) = (claims.sid.as_deref(), claims.cid.as_deref()) else {
         return Err(token_refused(crate::tokens::TokenError::Invalid, "gst"));
     };

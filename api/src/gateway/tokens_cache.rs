@@ -109,29 +109,34 @@ struct Remembered {
 }
 
 impl ConnectionToken {
-    /// The claims of a valid session token: this connection's last token again, or through `cache`.
+    /// The claims of the session token `token` (the bytes of the `Authorization` field after
+    /// `Bearer`): this connection's last token again, compared as bytes, or through `cache`. `None`
+    /// when the bytes are not text, which no token is (checked only for a token not remembered).
     pub fn verify(
         &self,
         cache: &ClaimsCache,
         keys: &KeyRing,
-        token: &str,
+        token: &[u8],
         now: DateTime<Utc>,
-    ) -> Result<Arc<Claims>, TokenError> {
+    ) -> Option<Result<Arc<Claims>, TokenError>> {
         let generation = cache.generation.load(Ordering::SeqCst);
         if let Some(last) = &*self.0.borrow()
-            && same_token(last.token.as_bytes(), token.as_bytes())
+            && same_token(last.token.as_bytes(), token)
             && last.generation == generation
             && !expired(&last.claims, now)
         {
-            return Ok(last.claims.clone());
+            return Some(Ok(last.claims.clone()));
         }
-        let claims = cache.verify(keys, token, now)?;
-        *self.0.borrow_mut() = Some(Remembered {
-            token: token.into(),
-            claims: claims.clone(),
-            generation,
-        });
-        Ok(claims)
+        let token = std::str::from_utf8(token).ok()?;
+        let verified = cache.verify(keys, token, now);
+        if let Ok(claims) = &verified {
+            *self.0.borrow_mut() = Some(Remembered {
+                token: token.into(),
+                claims: claims.clone(),
+                generation,
+            });
+        }
+        Some(verified)
     }
 }
 
@@ -205,7 +210,10 @@ mod tests {
     fn remembering(now: DateTime<Utc>) -> (KeyRing, ClaimsCache, ConnectionToken, String, Arc<Claims>) {
         let (keys, cache, connection) = (ring(now), ClaimsCache::new(10), ConnectionToken::default());
         let token = session_token(&keys, "s1", now);
-        let claims = connection.verify(&cache, &keys, &token, now).unwrap();
+        let claims = connection
+            .verify(&cache, &keys, token.as_bytes(), now)
+            .unwrap()
+            .unwrap();
         (keys, cache, connection, token, claims)
     }
 
@@ -215,12 +223,26 @@ mod tests {
         let (keys, cache, connection, token, claims) = remembering(now);
         cache.entries.clear();
         // Remembered by the connection: the shared cache is not asked again.
-        assert_eq!(connection.verify(&cache, &keys, &token, now), Ok(claims.clone()));
+        assert_eq!(
+            connection.verify(&cache, &keys, token.as_bytes(), now).unwrap(),
+            Ok(claims.clone())
+        );
         assert!(cache.is_empty());
         assert_eq!(
-            connection.verify(&cache, &keys, &token, now + TimeDelta::hours(7)),
+            connection
+                .verify(&cache, &keys, token.as_bytes(), now + TimeDelta::hours(7))
+                .unwrap(),
             Err(TokenError::Expired)
         );
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_are_no_token() {
+        let now = Utc::now();
+        let (keys, cache, connection, token, _) = remembering(now);
+        let mut garbled = token.into_bytes();
+        garbled[0] = 0xff;
+        assert_eq!(connection.verify(&cache, &keys, &garbled, now), None);
     }
 
     #[test]
@@ -228,14 +250,20 @@ mod tests {
         let now = Utc::now();
         let (keys, cache, connection, first, _) = remembering(now);
         let second = session_token(&keys, "s2", now);
-        let claims = connection.verify(&cache, &keys, &second, now).unwrap();
+        let claims = connection
+            .verify(&cache, &keys, second.as_bytes(), now)
+            .unwrap()
+            .unwrap();
         assert_eq!(claims.sid.as_deref(), Some("s2"));
         // A forgery that keeps the first token's signature is refused, not taken for it.
-        connection.verify(&cache, &keys, &first, now).unwrap();
+        connection
+            .verify(&cache, &keys, first.as_bytes(), now)
+            .unwrap()
+            .unwrap();
         let signature = first.rsplit_once('.').unwrap().1;
         let forged = format!("{}.{signature}", second.rsplit_once('.').unwrap().0);
         assert_eq!(
-            connection.verify(&cache, &keys, &forged, now),
+            connection.verify(&cache, &keys, forged.as_bytes(), now).unwrap(),
             Err(TokenError::Invalid)
         );
     }
@@ -248,7 +276,7 @@ mod tests {
         keys.replace(&[new_key_row(now)]);
         cache.clear();
         assert_eq!(
-            connection.verify(&cache, &keys, &token, now),
+            connection.verify(&cache, &keys, token.as_bytes(), now).unwrap(),
             Err(TokenError::Invalid)
         );
     }
