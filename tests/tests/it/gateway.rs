@@ -58,6 +58,21 @@ async fn refusals_follow_the_contract_order(backend: Backend) {
     app.gst("/v1/gst/taxpayer", "garbage")
         .await
         .assert_problem(401, "token_invalid");
+    // Bytes that are not text are no bearer token, on a connection that remembers a valid one too.
+    app.gst("/v1/gst/taxpayer", &session.access_token).await.ok(200);
+    let not_text = app
+        .client
+        .get(format!("{}/v1/gst/taxpayer", app.address))
+        .header(
+            "authorization",
+            reqwest::header::HeaderValue::from_bytes(b"Bearer \xffeyJ.not.text").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_text.status(), 401);
+    let problem: serde_json::Value = not_text.json().await.unwrap();
+    assert_eq!(problem["code"], "token_missing", "{problem}");
     // Access is checked before the session: after switch-off the GSP is told why.
     app.disable_access(&taxpayer).await;
     let off = app.gst("/v1/gst/taxpayer", &session.access_token).await;
