@@ -448,20 +448,25 @@ fn owned_head(
     let mut chunked = None;
     let mut spans = Vec::with_capacity(answer.headers.len());
     for field in answer.headers.iter() {
-        // Parsed once, into the types the answer is built from (well-known names need no allocation).
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| "invalid field name")?;
-        if name == header::CONTENT_LENGTH {
+        // The framing fields and `Connection` (every answer has some) are told by their bytes; the
+        // others are parsed once, into the type the answer is built from (well-known names need no
+        // allocation).
+        let raw = field.name.as_bytes();
+        if raw.eq_ignore_ascii_case(b"content-length") {
             let value = content_length(field.value).ok_or("invalid content-length")?;
             if length.is_some_and(|seen| seen != value) {
                 return Err("conflicting content-length");
             }
             length = Some(value);
-        } else if name == header::TRANSFER_ENCODING {
+        } else if raw.eq_ignore_ascii_case(b"transfer-encoding") {
             // Only the final coding says how the body ends.
             let last = field.value.rsplit(|b| *b == b',').next().unwrap_or_default();
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if passes_back(name.as_str(), &listed) {
-            spans.push((name, span_in(wire, field.value)));
+        } else if !raw.eq_ignore_ascii_case(b"connection") {
+            let name = HeaderName::from_bytes(raw).map_err(|_| "invalid field name")?;
+            if passes_back(name.as_str(), &listed) {
+                spans.push((name, span_in(wire, field.value)));
+            }
         }
     }
     let framing = if head_request || status.is_informational() || matches!(code, 204 | 304) {
