@@ -370,15 +370,18 @@ pub fn rotate(
     })
 }
 
+/// A key ring holding one new key (for tests here and in the claims cache).
+#[cfg(test)]
+pub(crate) fn test_ring(now: DateTime<Utc>) -> KeyRing {
+    let ring = KeyRing::new("gsp-gateway".into());
+    ring.replace(&[new_key_row(now)]);
+    ring
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_ring as ring;
     use super::*;
-
-    fn ring(now: DateTime<Utc>) -> KeyRing {
-        let ring = KeyRing::new("gsp-gateway".into());
-        ring.replace(&[new_key_row(now)]);
-        ring
-    }
 
     #[test]
     fn a_token_verifies_only_as_its_own_kind_and_until_it_expires() {

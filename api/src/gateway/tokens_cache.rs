@@ -185,13 +185,7 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::tokens::new_key_row;
-
-    fn ring(now: DateTime<Utc>) -> KeyRing {
-        let ring = KeyRing::new("gsp-gateway".into());
-        ring.replace(&[new_key_row(now)]);
-        ring
-    }
+    use crate::tokens::{new_key_row, test_ring as ring};
 
     fn session_token(ring: &KeyRing, sid: &str, now: DateTime<Utc>) -> String {
         ring.issue(

@@ -807,10 +807,9 @@ pub fn refresh(
                 ),
                 now,
             )?;
-            if let Some(voided) =
-                sessions::revoke(conn, &owner.session.id, "refresh_token_reused", to_db(now))?
-            {
-                evc::record_voided(conn, &voided, "refresh_token_reused", &event, now)?;
+            let reason = "refresh_token_reused";
+            if let Some(voided) = sessions::revoke(conn, &owner.session.id, reason, to_db(now))? {
+                evc::record_voided(conn, &voided, reason, &event, now)?;
             }
             return Ok(RefreshOutcome::Reused(owner.session.id.clone()));
         }
@@ -874,7 +873,8 @@ pub fn logout(
         name: String::new(),
     };
     let done = write_tx(conn, |conn| {
-        let Some(voided) = sessions::revoke(conn, session_id, "logout", to_db(now))? else {
+        let reason = "logout";
+        let Some(voided) = sessions::revoke(conn, session_id, reason, to_db(now))? else {
             return Ok(false);
         };
         let event = |action: &str, detail: Value| NewAuditEvent {
@@ -882,7 +882,7 @@ pub fn logout(
             ..gsp_event(&client, &taxpayer, caller, action, detail)
         };
         audit::append(conn, event("session.logged_out", json!({})), now)?;
-        evc::record_voided(conn, &voided, "logout", &event, now)?;
+        evc::record_voided(conn, &voided, reason, &event, now)?;
         Ok(true)
     })?;
     if done { Ok(()) } else { Err(revoked()) }

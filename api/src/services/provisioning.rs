@@ -328,10 +328,11 @@ pub fn disable_gsp(
         audit_event,
         |conn, row, event| {
             gsp_clients::set_enabled(conn, &row.client_id, false)?;
+            let reason = "gsp_disabled";
             let revoked = gsp_gateway_storage::repo::sessions::revoke_all_for_client(
                 conn,
                 &row.client_id,
-                "gsp_disabled",
+                reason,
                 to_db(now),
             )?;
             for (session_id, gstin) in &revoked.sessions {
@@ -342,7 +343,7 @@ pub fn disable_gsp(
                         gstin: Some(gstin.clone()),
                         gsp_client_id: Some(row.client_id.clone()),
                         session_id: Some(session_id.clone()),
-                        detail: json!({"by": "operator", "reason": "gsp_disabled"}),
+                        detail: json!({"by": "operator", "reason": reason}),
                         ..event.clone()
                     },
                     now,
@@ -353,7 +354,7 @@ pub fn disable_gsp(
                 detail,
                 ..event.clone()
             };
-            evc::record_voided(conn, &revoked.voided_evc, "gsp_disabled", &operator, now)?;
+            evc::record_voided(conn, &revoked.voided_evc, reason, &operator, now)?;
             Ok(revoked.sessions)
         },
     )?;

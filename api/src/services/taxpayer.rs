@@ -445,7 +445,8 @@ pub fn change_access(
         }
         None => {
             access::put(conn, &row.id, &ApiAccess::Disabled, now)?;
-            let revoked = sessions::revoke_all_for_taxpayer(conn, &row.id, "access_disabled", to_db(now))?;
+            let reason = "access_disabled";
+            let revoked = sessions::revoke_all_for_taxpayer(conn, &row.id, reason, to_db(now))?;
             let voided_evc = otp::void_pending_evc(conn, otp::EvcOwner::Taxpayer(&row.id))?;
             let voided_otps = voided_evc.len() + otp::void_all_pending(conn, &row.id)?;
             let event = |action: &str, detail: Value| taxpayer_event(row, caller, action, detail);
@@ -457,7 +458,7 @@ pub fn change_access(
                 ),
                 now,
             )?;
-            evc::record_voided(conn, &voided_evc, "access_disabled", &event, now)?;
+            evc::record_voided(conn, &voided_evc, reason, &event, now)?;
             Ok(AccessChanged {
                 access: ApiAccess::Disabled,
                 revoked_sessions: revoked,
@@ -503,7 +504,8 @@ pub fn revoke_session(
         return Err(not_found());
     }
     let revoked = write_tx(conn, |conn| {
-        let Some(voided) = sessions::revoke(conn, session_id, "taxpayer", to_db(now))? else {
+        let reason = "taxpayer";
+        let Some(voided) = sessions::revoke(conn, session_id, reason, to_db(now))? else {
             return Ok(false);
         };
         let event = |action: &str, detail: Value| NewAuditEvent {
@@ -512,7 +514,7 @@ pub fn revoke_session(
             ..taxpayer_event(row, caller, action, detail)
         };
         audit::append(conn, event("session.revoked", json!({"by": "taxpayer"})), now)?;
-        evc::record_voided(conn, &voided, "taxpayer", &event, now)?;
+        evc::record_voided(conn, &voided, reason, &event, now)?;
         Ok(true)
     })?;
     Ok(revoked)
