@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::dev::Payload;
+use actix_web::dev::{Payload, RequestHead};
 use actix_web::error::{PathError, PayloadError, QueryPayloadError};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{FromRequest, HttpRequest, HttpResponse};
@@ -207,28 +207,28 @@ pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError>
 /// (the methods the OpenAPI document gives the resource).
 pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
-    Err(method_not_allowed_on(&req, &pattern))
+    Err(method_not_allowed_on(req.head(), &pattern))
 }
 
 /// 405 `method_not_allowed` for a request to the OpenAPI path `pattern`, with its `Allow` header.
-pub fn method_not_allowed_on(req: &HttpRequest, pattern: &str) -> ApiError {
+pub fn method_not_allowed_on(head: &RequestHead, pattern: &str) -> ApiError {
     match crate::openapi::allowed_methods(pattern) {
-        Some(allow) => method_not_allowed_with(req, &allow),
+        Some(allow) => method_not_allowed_with(head, &allow),
         None => ApiError::new(
             ErrorCode::MethodNotAllowed,
-            format!("{} is not allowed on {}", req.method(), req.path()),
+            format!("{} is not allowed on {}", head.method, head.uri.path()),
         ),
     }
 }
 
 /// 405 `method_not_allowed` with `allow` (a comma-separated method list) in its `Allow` header.
-pub fn method_not_allowed_with(req: &HttpRequest, allow: &str) -> ApiError {
+pub fn method_not_allowed_with(head: &RequestHead, allow: &str) -> ApiError {
     ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!(
             "{} is not allowed on {}; allowed: {allow}",
-            req.method(),
-            req.path()
+            head.method,
+            head.uri.path()
         ),
     )
     .with_header(actix_web::http::header::ALLOW, allow)

@@ -150,8 +150,8 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// One request being served: counted and timed when it is answered, labelled by matched route
-/// pattern, method and status. Started and finished by the request-id middleware
-/// ([`crate::request_id::assign`]), so that every request passes one middleware layer, not two.
+/// pattern, method and status. Started and finished with the request's id
+/// ([`crate::request_id::Served`]), so that serving a request takes one layer, not two.
 #[derive(Debug)]
 pub struct RequestTimer {
     started: Instant,
@@ -160,12 +160,12 @@ pub struct RequestTimer {
 }
 
 impl RequestTimer {
-    /// Starts timing `req`.
-    pub fn start(req: &ServiceRequest) -> Self {
+    /// Starts timing a request to `route` (its label: [`route_label`], [`GATEWAY_ROUTE`]).
+    pub fn start(route: Cow<'static, str>, method: &Method) -> Self {
         Self {
             started: Instant::now(),
-            route: route_label(req),
-            method: method_label(req.method()),
+            route,
+            method: method_label(method),
         }
     }
 
@@ -179,19 +179,22 @@ impl RequestTimer {
     }
 }
 
-/// The route label. The two scopes that serve every GSP call are named without asking the router
-/// (whose answer for a scope's own handler is no pattern at all); other requests get the pattern
-/// they matched.
-fn route_label(req: &ServiceRequest) -> Cow<'static, str> {
+/// The route label of a request the application serves. The gateway's paths ([`GATEWAY_ROUTE`]: the
+/// front serves them unrouted) and the dialect face's scope are named without asking the router (whose
+/// answer for a scope's own handler is no pattern at all); other requests get the pattern they matched.
+pub fn route_label(req: &ServiceRequest) -> Cow<'static, str> {
     let path = req.path();
-    if path == "/v1/gst" || path.starts_with("/v1/gst/") {
-        Cow::Borrowed("/v1/gst/{path}")
+    if crate::gateway::front::is_gateway_path(path) {
+        Cow::Borrowed(GATEWAY_ROUTE)
     } else if path.starts_with("/taxpayerapi/v") {
         Cow::Borrowed("/taxpayerapi/{version}/{resource}")
     } else {
         req.match_pattern().map_or(Cow::Borrowed("unmatched"), Cow::Owned)
     }
 }
+
+/// The route label of every call under `/v1/gst/`.
+pub const GATEWAY_ROUTE: &str = "/v1/gst/{path}";
 
 type RequestKey = (Cow<'static, str>, &'static str, u16);
 

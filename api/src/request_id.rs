@@ -1,13 +1,15 @@
 //! Request ids: echoed from `X-Request-Id` when sane, generated otherwise; carried by every log line
 //! of the request, every problem body and the response header.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::Error;
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::dev::{RequestHead, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 
@@ -63,8 +65,8 @@ fn acceptable(candidate: &str) -> bool {
 }
 
 /// A client-supplied header for the log: printable ASCII, at most 64 characters, `-` when absent.
-fn client_tag(req: &ServiceRequest, name: &str) -> String {
-    let value = req
+fn client_tag(head: &RequestHead, name: &str) -> String {
+    let value = head
         .headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -77,58 +79,99 @@ fn client_tag(req: &ServiceRequest, name: &str) -> String {
         .collect()
 }
 
-/// Middleware: assigns the id, scopes it for the request, counts and times the request
-/// ([`RequestTimer`]), logs one access line.
+/// What the access line of a request says besides its status and time: method, path and, for a
+/// dialect call, the client's `txn` and `ip-usr`.
+type AccessFields = (Method, String, Option<(String, String)>);
+
+/// One request being served: its id (taken from `X-Request-Id` when sane, generated otherwise),
+/// scoped for everything that serves it; its [`RequestTimer`]; its access line. Both ways a request is
+/// served use it: the [`assign`] middleware around the routed application, and the gateway's own path
+/// for `/v1/gst/` ([`crate::gateway::front`]).
+pub struct Served {
+    id: String,
+    span: tracing::Span,
+    timer: RequestTimer,
+    access: Option<AccessFields>,
+}
+
+impl Served {
+    /// Starts serving the request of `head`, counted under `route` (the metrics' route label).
+    pub fn begin(head: &RequestHead, route: Cow<'static, str>) -> Self {
+        let id = head
+            .headers()
+            .get(&HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| acceptable(v))
+            .map_or_else(generate, str::to_owned);
+        // What the access line says, taken only when it is written (it is off below `info`).
+        let access = tracing::enabled!(target: "gsp_gateway::access", tracing::Level::INFO).then(|| {
+            let path = head.uri.path().to_owned();
+            // GST System software tags its calls with `txn` and the user's address `ip-usr`: the access
+            // line of a dialect call carries them, so a call can be found by what the client logged.
+            let dialect_tags = path
+                .starts_with("/taxpayerapi/")
+                .then(|| (client_tag(head, "txn"), client_tag(head, "ip-usr")));
+            (head.method.clone(), path, dialect_tags)
+        });
+        let span = tracing::info_span!("request", request_id = %id);
+        Self {
+            timer: RequestTimer::start(route, &head.method),
+            id,
+            span,
+            access,
+        }
+    }
+
+    /// `serving`, with this request's id current and its span entered whenever it runs.
+    pub fn scope<F: Future>(&self, serving: F) -> impl Future<Output = F::Output> {
+        CURRENT
+            .scope(self.id.clone(), serving)
+            .instrument(self.span.clone())
+    }
+
+    /// The request is answered with `status`: counts and times it, sets `X-Request-Id` among
+    /// `headers`, writes the access line.
+    pub fn end(self, status: StatusCode, headers: &mut HeaderMap) {
+        let elapsed = self.timer.finish(status);
+        if let Ok(value) = HeaderValue::from_str(&self.id) {
+            headers.insert(HEADER, value);
+        }
+        if let Some((method, path, dialect_tags)) = self.access {
+            let status = status.as_u16();
+            let micros = elapsed.as_micros() as u64;
+            self.span.in_scope(|| match dialect_tags {
+                Some((txn, ip_usr)) => tracing::info!(
+                    target: "gsp_gateway::access", %method, %path, status, micros, txn, ip_usr, "served"
+                ),
+                None => {
+                    tracing::info!(target: "gsp_gateway::access", %method, %path, status, micros, "served")
+                }
+            });
+        }
+    }
+}
+
+/// Middleware around the routed application: serves each request as [`Served`].
 pub async fn assign(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let id = req
-        .headers()
-        .get(&HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v))
-        .map_or_else(generate, str::to_owned);
-    // What the access line says, taken only when it is written (it is off below `info`).
-    let access = tracing::enabled!(target: "gsp_gateway::access", tracing::Level::INFO).then(|| {
-        let path = req.path().to_owned();
-        // GST System software tags its calls with `txn` and the user's address `ip-usr`: the access
-        // line of a dialect call carries them, so a call can be found by what the client logged.
-        let dialect_tags = path
-            .starts_with("/taxpayerapi/")
-            .then(|| (client_tag(&req, "txn"), client_tag(&req, "ip-usr")));
-        (req.method().clone(), path, dialect_tags)
-    });
-    let timer = RequestTimer::start(&req);
-    let span = tracing::info_span!("request", request_id = %id);
-    let scoped_id = id.clone();
-    let result = CURRENT
-        .scope(scoped_id, async move {
-            // Handlers and this crate's middleware answer errors as responses; only a foreign
-            // middleware's error could escape here, and actix renders that itself.
-            next.call(req).await.map(ServiceResponse::map_into_boxed_body)
-        })
-        .instrument(span.clone())
+    let served = Served::begin(req.head(), crate::metrics::route_label(&req));
+    // Handlers and this crate's middleware answer errors as responses; only a foreign middleware's
+    // error could escape here, and actix renders that itself.
+    let result = served
+        .scope(async move { next.call(req).await.map(ServiceResponse::map_into_boxed_body) })
         .await;
-    let elapsed = timer.finish(match &result {
-        Ok(response) => response.status(),
-        Err(error) => error.as_response_error().status_code(),
-    });
-    let mut response = result?;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HEADER, value);
+    match result {
+        Ok(mut response) => {
+            served.end(response.status(), response.headers_mut());
+            Ok(response)
+        }
+        Err(error) => {
+            served.end(error.as_response_error().status_code(), &mut HeaderMap::new());
+            Err(error)
+        }
     }
-    if let Some((method, path, dialect_tags)) = access {
-        let status = response.status().as_u16();
-        let micros = elapsed.as_micros() as u64;
-        span.in_scope(|| match dialect_tags {
-            Some((txn, ip_usr)) => tracing::info!(
-                target: "gsp_gateway::access", %method, %path, status, micros, txn, ip_usr, "served"
-            ),
-            None => tracing::info!(target: "gsp_gateway::access", %method, %path, status, micros, "served"),
-        });
-    }
-    Ok(response)
 }
 
 #[cfg(test)]

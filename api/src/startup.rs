@@ -96,20 +96,23 @@ impl Application {
         tokio::spawn(crate::gstn::keep_fresh(state.clone().into_inner()));
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
-            App::new()
+            // One upstream client per worker (its connections live on the worker's runtime), shared by
+            // the gateway's front and the application's dialect face.
+            let upstream = web::Data::new(crate::gateway::forward::UpstreamClient::new(
+                &app_state.settings,
+                upstream_tls.clone(),
+            ));
+            let app = App::new()
                 .app_data(app_state.clone())
                 .app_data(BodyLimit(app_state.settings.max_body_bytes))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
-                // The gateway scope first: every GSP call is routed by one prefix check.
-                .configure(crate::gateway::configure)
-                .app_data(web::Data::new(crate::gateway::forward::UpstreamClient::new(
-                    &app_state.settings,
-                    upstream_tls.clone(),
-                )))
+                .app_data(upstream.clone())
                 .configure(routes)
                 .default_service(web::to(route_not_found))
-                .wrap(from_fn(request_id::assign))
+                .wrap(from_fn(request_id::assign));
+            // Every call under /v1/gst/ goes from the front straight to the enforcement.
+            crate::gateway::Front::new(app, app_state.clone(), upstream)
         })
         // Each connection remembers its last verified session token (gateway::ConnectionToken).
         .on_connect(|_, data| {

@@ -2,15 +2,16 @@
 //! token → live access window → session → rate limits → handler. No database on the hot path:
 //! claims come from the verified-token cache, sessions and windows from the in-memory view.
 //!
-//! It is the one handler of the `/v1/gst` scope rather than an actix middleware around routed
-//! resources: every GSP call passes here, and one function that admits and then dispatches costs less
-//! per call than a middleware layer, a second router and request extensions.
+//! It is one function that admits and then dispatches, called by the gateway's front
+//! ([`super::front`]) for every GSP call, rather than an actix middleware around routed resources:
+//! that costs less per call than middleware layers, a router and request extensions.
 
 use std::sync::Arc;
 
+use actix_web::dev::{Payload, RequestHead};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpResponse, ResponseError};
 use gsp_gateway_domain::authorize;
 
 use super::forward::UpstreamClient;
@@ -37,8 +38,8 @@ pub struct GstContext {
 
 /// The token of `Authorization: Bearer <token>`, as bytes: a JWT is plain ASCII, and this runs on
 /// every gateway call (a connection's remembered token is compared before any other check).
-fn bearer_of(req: &HttpRequest) -> Option<&[u8]> {
-    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+fn bearer_of(head: &RequestHead) -> Option<&[u8]> {
+    let value = head.headers().get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = value.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
         return None;
@@ -47,11 +48,15 @@ fn bearer_of(req: &HttpRequest) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-async fn admit(state: &AppState, req: &HttpRequest) -> Result<(GstContext, Verdict), ApiError> {
-    let token = bearer_of(req).ok_or_else(|| token_missing("gst"))?;
+async fn admit(
+    state: &AppState,
+    head: &RequestHead,
+    connection: Option<&ConnectionToken>,
+) -> Result<(GstContext, Verdict), ApiError> {
+    let token = bearer_of(head).ok_or_else(|| token_missing("gst"))?;
     let now = state.clock.now();
     // Bytes that are not text are no bearer token, as for every other realm.
-    let verified = match req.conn_data::<ConnectionToken>() {
+    let verified = match connection {
         Some(connection) => connection.verify(&state.claims, &state.keys, token, now),
         None => std::str::from_utf8(token)
             .ok()
@@ -102,14 +107,16 @@ async fn admit(state: &AppState, req: &HttpRequest) -> Result<(GstContext, Verdi
 const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// Every call under `/v1/gst/`: admitted by the enforcement, then forwarded upstream or answered by the
-/// sandbox. Every answer, a refusal included, carries the RateLimit header fields.
+/// sandbox. Every answer, a refusal included, carries the RateLimit header fields. `connection` is
+/// the client connection's remembered token.
 pub async fn gateway(
-    state: web::Data<AppState>,
-    upstream: web::Data<UpstreamClient>,
-    req: HttpRequest,
-    payload: web::Payload,
+    state: &AppState,
+    upstream: &UpstreamClient,
+    head: &RequestHead,
+    connection: Option<&ConnectionToken>,
+    payload: Payload,
 ) -> HttpResponse {
-    let (mut response, verdict) = match admit(&state, &req).await {
+    let (mut response, verdict) = match admit(state, head, connection).await {
         Ok((context, verdict)) => {
             // Refused after the enforcement, so a bad token is still 401 and the call counts against the
             // rate limits like any other: CONNECT would reach the upstream in authority form (hyper drops
@@ -117,11 +124,11 @@ pub async fn gateway(
             // Without an upstream, the sandbox refuses them as every method but GET: 405 with its
             // documented methods on its own paths, 404 elsewhere.
             let served = if !upstream.is_configured() {
-                super::sandbox::serve(&state, &context, &req).await
-            } else if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
-                Err(method_not_allowed_with(&req, FORWARDED_METHODS))
+                super::sandbox::serve(state, &context, head).await
+            } else if matches!(head.method, Method::CONNECT | Method::TRACE) {
+                Err(method_not_allowed_with(head, FORWARDED_METHODS))
             } else {
-                super::forward::forward(&upstream, &context, &req, payload).await
+                super::forward::forward(upstream, &context, head, payload).await
             };
             (served.unwrap_or_else(|e| e.error_response()), Some(verdict))
         }

@@ -16,9 +16,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::body::SizedStream;
+use actix_web::dev::{Payload, RequestHead};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use futures_util::{Stream, StreamExt};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
@@ -482,13 +483,13 @@ pub(super) fn timed_out() -> ApiError {
 /// The request body, handed from actix's worker-bound payload to the client through a channel, and
 /// cut off (with `overflowed` set) once it passes `limit` bytes.
 fn request_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
+    head: &RequestHead,
+    mut payload: Payload,
     limit: usize,
     overflowed: Arc<AtomicBool>,
 ) -> OutBody {
-    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
-        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let has_body = head.headers().contains_key(header::CONTENT_LENGTH)
+        || head.headers().contains_key(header::TRANSFER_ENCODING);
     if !has_body {
         return Empty::new().map_err(|never| match never {}).boxed_unsync();
     }
@@ -524,31 +525,31 @@ fn request_body(
 /// The caller's body: read whole already, or still to be streamed.
 enum Incoming {
     Whole(web::Bytes),
-    Streamed(web::Payload),
+    Streamed(Payload),
 }
 
 /// Forwards the request upstream and streams the answer back.
 pub async fn forward(
     upstream: &UpstreamClient,
     ctx: &GstContext,
-    req: &HttpRequest,
-    payload: web::Payload,
+    head: &RequestHead,
+    payload: Payload,
 ) -> Result<HttpResponse, ApiError> {
     let Some(base) = upstream.base.as_ref() else {
         return Err(ApiError::internal("forwarding without an upstream"));
     };
-    let tail = req.path().strip_prefix("/v1/gst").unwrap_or("");
+    let tail = head.uri.path().strip_prefix("/v1/gst").unwrap_or("");
     if has_dot_segment(tail) {
         return Err(dot_segment_refused());
     }
-    let query = req.query_string();
+    let query = head.uri.query().unwrap_or_default();
     let mut target = String::with_capacity(tail.len() + query.len() + 2);
     target.push_str(if tail.is_empty() { "/" } else { tail });
     if !query.is_empty() {
         target.push('?');
         target.push_str(query);
     }
-    let declared = req
+    let declared = head
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -558,15 +559,15 @@ pub async fn forward(
     }
     // A GET or HEAD with a chunked body is read whole and sent with its length, as nginx does: an
     // upstream that ignores bodies on these methods must not take the chunks for the next request.
-    // (A `Transfer-Encoding` field, not `req.head().chunked()`: that is actix's flag for chunking an
-    // answer, set on every request, and would send a bodiless GET with `content-length: 0`.)
+    // (A `Transfer-Encoding` field, not `head.chunked()`: that is actix's flag for chunking an answer,
+    // set on every request, and would send a bodiless GET with `content-length: 0`.)
     let read_whole = declared.is_none()
-        && req.headers().contains_key(header::TRANSFER_ENCODING)
-        && [Method::GET, Method::HEAD].contains(req.method());
-    let incoming = if read_whole || upstream.h1.is_some() && super::h1::suits(req, declared) {
+        && head.headers().contains_key(header::TRANSFER_ENCODING)
+        && [Method::GET, Method::HEAD].contains(&head.method);
+    let incoming = if read_whole || upstream.h1.is_some() && super::h1::suits(head, declared) {
         let body = crate::json::read_body(payload, upstream.max_body).await?;
         if let Some(pool) = &upstream.h1 {
-            return super::h1::forward(pool.clone(), upstream.timeout, ctx, req, &target, &body).await;
+            return super::h1::forward(pool.clone(), upstream.timeout, ctx, head, &target, &body).await;
         }
         Incoming::Whole(body)
     } else {
@@ -578,7 +579,7 @@ pub async fn forward(
             "the request target cannot be forwarded",
         )
     })?;
-    let method = http::Method::from_bytes(req.method().as_str().as_bytes())
+    let method = http::Method::from_bytes(head.method.as_str().as_bytes())
         .map_err(|_| ApiError::new(ErrorCode::MethodNotAllowed, "unsupported method"))?;
     let overflowed = Arc::new(AtomicBool::new(false));
     let (body, declared) = match incoming {
@@ -590,16 +591,16 @@ pub async fn forward(
             )
         }
         Incoming::Streamed(payload) => (
-            request_body(req, payload, upstream.max_body, overflowed.clone()),
+            request_body(head, payload, upstream.max_body, overflowed.clone()),
             declared,
         ),
     };
     let mut outgoing = http::Request::new(body);
     *outgoing.method_mut() = method;
     *outgoing.uri_mut() = uri;
-    let listed = connection_options(req.headers().get_all(header::CONNECTION).map(|v| v.as_bytes()));
+    let listed = connection_options(head.headers().get_all(header::CONNECTION).map(|v| v.as_bytes()));
     let headers = outgoing.headers_mut();
-    for (name, value) in req.headers() {
+    for (name, value) in head.headers() {
         if forwardable(name, &listed)
             && let (Ok(name), Ok(value)) = (
                 http::HeaderName::from_bytes(name.as_str().as_bytes()),
@@ -649,7 +650,7 @@ pub async fn forward(
             response.append_header((name, value.as_bytes()));
         }
     }
-    let head_request = req.method() == actix_web::http::Method::HEAD;
+    let head_request = head.method == Method::HEAD;
     if head_request || matches!(status.as_u16(), 204 | 304) {
         // The length a GET would have had, unless a transfer coding beside it makes it meaningless.
         let length = length.filter(|_| !answer.headers().contains_key(http::header::TRANSFER_ENCODING));
@@ -859,7 +860,6 @@ mod tests {
 /// socket: what goes out, and how the answer's framing comes back.
 #[cfg(test)]
 mod hyper_path {
-    use actix_web::FromRequest;
     use actix_web::test::TestRequest;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -896,14 +896,13 @@ mod hyper_path {
     }
 
     async fn call(client: &UpstreamClient, req: TestRequest) -> HttpResponse {
-        let (req, mut payload) = req.uri("/v1/gst/x").to_http_parts();
-        let payload = web::Payload::from_request(&req, &mut payload).await.unwrap();
+        let (req, payload) = req.uri("/v1/gst/x").to_http_parts();
         let ctx = GstContext {
             gstin: "27AAPFU0939F1ZV".into(),
             client_id: "client".into(),
             session_id: "session".into(),
         };
-        forward(client, &ctx, &req, payload)
+        forward(client, &ctx, req.head(), payload)
             .await
             .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e))
     }

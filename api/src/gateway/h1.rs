@@ -22,11 +22,12 @@ use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use actix_web::HttpResponse;
 use actix_web::body::SizedStream;
+use actix_web::dev::RequestHead;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::web::{Bytes, BytesMut};
-use actix_web::{HttpRequest, HttpResponse};
 use futures_util::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -219,7 +220,7 @@ pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
 
 /// True when `req` takes this path: a standard method, and no body or one of declared length (its
 /// `Content-Length`, as parsed: `declared`) up to [`MAX_REQUEST_BODY_BYTES`].
-pub fn suits(req: &HttpRequest, declared: Option<usize>) -> bool {
+pub fn suits(req: &RequestHead, declared: Option<usize>) -> bool {
     use actix_web::http::Method;
     let standard = [
         Method::GET,
@@ -230,7 +231,7 @@ pub fn suits(req: &HttpRequest, declared: Option<usize>) -> bool {
         Method::DELETE,
         Method::OPTIONS,
     ];
-    standard.contains(req.method())
+    standard.contains(&req.method)
         && !req.headers().contains_key(header::TRANSFER_ENCODING)
         && match declared {
             Some(length) => length <= MAX_REQUEST_BODY_BYTES,
@@ -254,10 +255,10 @@ fn idempotent(method: &actix_web::http::Method) -> bool {
 
 /// The request: line under the prefix, `Host`, the caller's end-to-end fields, the session's facts, the
 /// body's length when there is one (or the method expects one), and the body.
-fn request_bytes(pool: &Pool, ctx: &GstContext, req: &HttpRequest, target: &str, body: &[u8]) -> Vec<u8> {
+fn request_bytes(pool: &Pool, ctx: &GstContext, req: &RequestHead, target: &str, body: &[u8]) -> Vec<u8> {
     use actix_web::http::Method;
     let mut head = Vec::with_capacity(512 + body.len());
-    head.extend_from_slice(req.method().as_str().as_bytes());
+    head.extend_from_slice(req.method.as_str().as_bytes());
     head.push(b' ');
     head.extend_from_slice(pool.prefix.as_bytes());
     head.extend_from_slice(target.as_bytes());
@@ -288,7 +289,7 @@ fn request_bytes(pool: &Pool, ctx: &GstContext, req: &HttpRequest, target: &str,
             field(name.as_bytes(), value.as_bytes());
         }
     });
-    if !body.is_empty() || [Method::POST, Method::PUT, Method::PATCH].contains(req.method()) {
+    if !body.is_empty() || [Method::POST, Method::PUT, Method::PATCH].contains(&req.method) {
         let mut length = itoa::Buffer::new();
         field(b"content-length", length.format(body.len()).as_bytes());
     }
@@ -504,13 +505,13 @@ pub async fn forward(
     pool: Rc<Pool>,
     timeout: Duration,
     ctx: &GstContext,
-    req: &HttpRequest,
+    req: &RequestHead,
     target: &str,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
     Pool::keep_swept(&pool);
-    let head_request = req.method() == actix_web::http::Method::HEAD;
-    let resend = idempotent(req.method());
+    let head_request = req.method == actix_web::http::Method::HEAD;
+    let resend = idempotent(&req.method);
     let request = request_bytes(&pool, ctx, req, target, body);
     let deadline = Instant::now() + timeout;
     let mut timer = pool.timer(deadline);

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use actix_web::HttpResponse;
+use actix_web::dev::RequestHead;
 use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse};
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -19,21 +20,22 @@ use crate::state::AppState;
 
 /// Answers a call the enforcement admitted: `GET /v1/gst/taxpayer`, `GET /v1/gst/returns?fy=`; other
 /// methods on those paths 405, other paths 404.
-pub async fn serve(state: &AppState, ctx: &GstContext, req: &HttpRequest) -> Result<HttpResponse, ApiError> {
-    let path = req.path().strip_prefix("/v1/gst").unwrap_or_default();
+pub async fn serve(state: &AppState, ctx: &GstContext, head: &RequestHead) -> Result<HttpResponse, ApiError> {
+    let full = head.uri.path();
+    let path = full.strip_prefix("/v1/gst").unwrap_or_default();
     if !matches!(path, "/taxpayer" | "/returns") {
         return Err(ApiError::new(
             ErrorCode::NotFound,
-            format!("the sandbox has no {} {}", req.method(), req.path()),
+            format!("the sandbox has no {} {full}", head.method),
         ));
     }
-    if req.method() != Method::GET {
-        return Err(method_not_allowed_on(req, req.path()));
+    if head.method != Method::GET {
+        return Err(method_not_allowed_on(head, full));
     }
     if path == "/taxpayer" {
         taxpayer(state, ctx).await
     } else {
-        let query: ReturnsQuery = parse_query(req.query_string())?;
+        let query: ReturnsQuery = parse_query(head.uri.query().unwrap_or_default())?;
         returns(state, ctx, &query).await
     }
 }

@@ -297,6 +297,11 @@ async fn forwarding_carries_the_session_facts_and_not_authorization(backend: Bac
         assert_eq!(resp.status().as_u16(), 201);
         assert_eq!(resp.headers()["x-upstream"], "yes");
         assert!(resp.headers().contains_key("ratelimit"));
+        assert_eq!(
+            resp.headers()["x-request-id"],
+            "fwd-test-1",
+            "the caller's id comes back"
+        );
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["method"], if with_body { "PUT" } else { "GET" });
         assert_eq!(body["path"], "/returns/gstr1");
