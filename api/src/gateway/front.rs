@@ -15,7 +15,7 @@ use actix_service::IntoServiceFactory;
 use actix_web::body::BoxBody;
 use actix_web::dev::{AppConfig, Response, Service, ServiceFactory, ServiceResponse, forward_ready};
 use actix_web::{Error, web};
-use futures_util::future::{Either, LocalBoxFuture, MapOk, TryFutureExt};
+use futures_util::future::{LocalBoxFuture, TryFutureExt};
 
 use super::forward::UpstreamClient;
 use super::tokens_cache::ConnectionToken;
@@ -66,6 +66,7 @@ where
             InitError = (),
         >,
     A::Future: 'static,
+    <A::Service as Service<Request>>::Future: 'static,
 {
     type Response = Response<BoxBody>;
     type Error = Error;
@@ -92,24 +93,24 @@ pub struct FrontService<S> {
     gateway: Rc<Gateway>,
 }
 
-type Answered = fn(ServiceResponse<BoxBody>) -> Response<BoxBody>;
-
 impl<S> Service<Request> for FrontService<S>
 where
     S: Service<Request, Response = ServiceResponse<BoxBody>, Error = Error>,
+    S::Future: 'static,
 {
     type Response = Response<BoxBody>;
     type Error = Error;
-    type Future =
-        Either<LocalBoxFuture<'static, Result<Response<BoxBody>, Error>>, MapOk<S::Future, Answered>>;
+    /// Boxed on both paths: the dispatcher moves the future a few times, and a pointer is cheaper to
+    /// move than either path's state.
+    type Future = LocalBoxFuture<'static, Result<Response<BoxBody>, Error>>;
 
     forward_ready!(app);
 
     fn call(&self, req: Request) -> Self::Future {
         if is_gateway_path(req.path()) {
-            Either::Left(Box::pin(serve(self.gateway.clone(), req)))
+            Box::pin(serve(self.gateway.clone(), req))
         } else {
-            Either::Right(self.app.call(req).map_ok(Response::from as Answered))
+            Box::pin(self.app.call(req).map_ok(Response::from))
         }
     }
 }
@@ -119,7 +120,14 @@ async fn serve(gateway: Rc<Gateway>, mut req: Request) -> Result<Response<BoxBod
     let served = Served::begin(req.head(), Cow::Borrowed(GATEWAY_ROUTE));
     let payload = req.take_payload();
     let connection = req.conn_data::<ConnectionToken>();
-    let answer = super::enforce::gateway(&gateway.state, &gateway.upstream, req.head(), connection, payload);
+    // Boxed, so that the scope and the span wrap a pointer rather than copying the call's state.
+    let answer = Box::pin(super::enforce::gateway(
+        &gateway.state,
+        &gateway.upstream,
+        req.head(),
+        connection,
+        payload,
+    ));
     let mut response = Response::from(served.scope(answer).await);
     served.end(response.status(), response.headers_mut());
     Ok(response)

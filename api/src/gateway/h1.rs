@@ -17,6 +17,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
@@ -359,10 +360,18 @@ fn failed(reason: &str) -> HeadError {
 async fn read_head(conn: &mut Conn, head_request: bool) -> Result<Head, HeadError> {
     let mut received_any = !conn.buf.is_empty();
     loop {
-        let parsed = {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut answer = httparse::Response::new(&mut fields);
-            match answer.parse(&conn.buf) {
+        // Nothing to parse before the first read, and the field slots are left for httparse to fill
+        // rather than written empty first: about 600 instructions a call (bench/instructions.sh).
+        let parsed = if conn.buf.is_empty() {
+            None
+        } else {
+            let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut answer = httparse::Response::new(&mut []);
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut answer,
+                &conn.buf,
+                &mut fields,
+            ) {
                 Ok(httparse::Status::Complete(length)) => {
                     Some(owned_head(&answer, head_request, &conn.buf).map(|h| (length, h)))
                 }
