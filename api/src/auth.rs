@@ -3,7 +3,7 @@
 use std::future::{Ready, ready};
 use std::net::{IpAddr, SocketAddr};
 
-use actix_web::dev::Payload;
+use actix_web::dev::{Payload, RequestHead};
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use gsp_gateway_domain::secret::constant_time_eq;
@@ -175,11 +175,16 @@ fn node_address(text: &str) -> Option<IpAddr> {
 
 /// The client's address as the audit log records it (see [`TrustedProxies::client_ip`]).
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
-    Some(match req.app_data::<web::Data<AppState>>() {
-        Some(state) => state.trusted_proxies.client_ip(peer, req.headers()),
-        None => peer,
-    })
+    match req.app_data::<web::Data<AppState>>() {
+        Some(state) => client_ip_of(state, req.head()),
+        None => req.peer_addr().map(|peer| peer.ip()),
+    }
+}
+
+/// The client's address of the request `head`, with `state`'s trusted proxies.
+pub fn client_ip_of(state: &AppState, head: &RequestHead) -> Option<IpAddr> {
+    let peer = head.peer_addr?.ip();
+    Some(state.trusted_proxies.client_ip(peer, head.headers()))
 }
 
 /// What the audit log records of any caller.

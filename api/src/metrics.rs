@@ -179,22 +179,20 @@ impl RequestTimer {
     }
 }
 
-/// The route label of a request the application serves. The gateway's paths ([`GATEWAY_ROUTE`]: the
-/// front serves them unrouted) and the dialect face's scope are named without asking the router (whose
-/// answer for a scope's own handler is no pattern at all); other requests get the pattern they matched.
+/// The route label of a request the routed application serves: the pattern it matched, or
+/// [`UNMATCHED_ROUTE`]. (The gateway's front labels the calls it serves unrouted: [`GATEWAY_ROUTE`],
+/// [`DIALECT_ROUTE`].)
 pub fn route_label(req: &ServiceRequest) -> Cow<'static, str> {
-    let path = req.path();
-    if crate::gateway::front::is_gateway_path(path) {
-        Cow::Borrowed(GATEWAY_ROUTE)
-    } else if path.starts_with("/taxpayerapi/v") {
-        Cow::Borrowed("/taxpayerapi/{version}/{resource}")
-    } else {
-        req.match_pattern().map_or(Cow::Borrowed("unmatched"), Cow::Owned)
-    }
+    req.match_pattern()
+        .map_or(Cow::Borrowed(UNMATCHED_ROUTE), Cow::Owned)
 }
 
 /// The route label of every call under `/v1/gst/`.
 pub const GATEWAY_ROUTE: &str = "/v1/gst/{path}";
+/// The route label of the GST System dialect's calls (`/taxpayerapi/v…`).
+pub const DIALECT_ROUTE: &str = "/taxpayerapi/{version}/{resource}";
+/// The route label of a request no route matched.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 type RequestKey = (Cow<'static, str>, &'static str, u16);
 

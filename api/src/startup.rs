@@ -111,7 +111,7 @@ impl Application {
                 .configure(routes)
                 .default_service(web::to(route_not_found))
                 .wrap(from_fn(request_id::assign));
-            // Every call under /v1/gst/ goes from the front straight to the enforcement.
+            // Every call under /v1/gst/ and /taxpayerapi/ goes from the front straight to its face.
             crate::gateway::Front::new(app, app_state.clone(), upstream)
         })
         // Each connection remembers its last verified session token (gateway::ConnectionToken).

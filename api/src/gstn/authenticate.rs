@@ -1,7 +1,8 @@
 //! `POST /taxpayerapi/v{X.Y}/authenticate`: OTPREQUEST, AUTHTOKEN, REFRESHTOKEN and LOGOUT, on top of
 //! the same taxpayers, access windows, sessions and audit as the REST face.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::dev::RequestHead;
+use actix_web::{HttpResponse, web};
 use chrono::{DateTime, TimeDelta, Utc};
 use gsp_gateway_domain::secret::{random_hex, sha256_hex};
 use gsp_gateway_domain::{ApiAccess, OtpCode};
@@ -38,23 +39,23 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, GstnEr
 }
 
 /// The handler: dispatches on `action`.
-pub async fn authenticate(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let answer = dispatch(&state, &req, &body).await;
-    let numeric = dialect::numeric_status_cd_of(&state, req.headers()).await;
+pub async fn authenticate(state: &AppState, req: &RequestHead, body: web::Bytes) -> HttpResponse {
+    let answer = dispatch(state, req, &body).await;
+    let numeric = dialect::numeric_status_cd_of(state, req.headers()).await;
     match answer {
         Ok(fields) => dialect::success(numeric, fields),
         Err(error) => dialect::failure(numeric, &error),
     }
 }
 
-async fn dispatch(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, GstnError> {
+async fn dispatch(state: &AppState, req: &RequestHead, body: &[u8]) -> Result<Map<String, Value>, GstnError> {
     let client = check_client(state, req.headers()).await?;
     // Before any RSA decryption or write: a GSP client looping on authenticate is throttled, and
     // cannot crowd taxpayers' logins out of the heavy-work threads.
     throttle(state, &client.client_id)?;
     let body: AuthenticateBody =
         serde_json::from_slice(body).map_err(|_| GstnError::new("GEN5007", "Malformed request"))?;
-    let caller = dialect::caller(req);
+    let caller = dialect::caller(state, req);
     let action = required(&body.action, "action")?.to_ascii_uppercase();
     let username = required(&body.username, "username")?.to_owned();
     let lookup = username.clone();

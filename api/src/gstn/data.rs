@@ -7,9 +7,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use actix_web::dev::RequestHead;
 use actix_web::http::header::{self as http_header, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use gsp_gateway_domain::authorize;
 use gsp_gateway_domain::secret::sha256;
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,7 @@ pub(super) struct Admitted {
 
 pub(super) async fn admit(
     state: &AppState,
-    req: &HttpRequest,
+    req: &RequestHead,
     query: &Query<'_>,
 ) -> Result<Admitted, GstnError> {
     let headers = req.headers();
@@ -171,7 +172,7 @@ fn to_json(value: &impl Serialize) -> Result<web::Bytes, GstnError> {
 pub async fn data_call(
     state: &AppState,
     upstream: &UpstreamClient,
-    req: &HttpRequest,
+    req: &RequestHead,
     version: &str,
     resource: &str,
     body: &[u8],
@@ -200,16 +201,16 @@ pub async fn data_call(
 async fn serve(
     state: &AppState,
     upstream: &UpstreamClient,
-    req: &HttpRequest,
+    req: &RequestHead,
     version: &str,
     resource: &str,
     body: &[u8],
 ) -> Result<(Admitted, web::Bytes), GstnError> {
-    let query = Query::parse(req.query_string());
+    let query = Query::parse(req.uri.query().unwrap_or_default());
     let admitted = admit(state, req, &query).await?;
     let mut evc_signed = None;
     let mut presented = None;
-    let (action, payload) = if matches!(*req.method(), Method::PUT | Method::POST) {
+    let (action, payload) = if matches!(req.method, Method::PUT | Method::POST) {
         let envelope: EncryptedBody =
             serde_json::from_slice(body).map_err(|_| GstnError::new("GEN5007", "Malformed request"))?;
         let action = action_of(Cow::Owned(
@@ -321,7 +322,7 @@ const FORM_TYPE_HEADER: &str = "x-gstn-form-type";
 /// refusal, so GSP software sees the upstream's own code (RET13508 "no documents", say).
 async fn forward(
     upstream: &UpstreamClient,
-    req: &HttpRequest,
+    req: &RequestHead,
     call: &Call<'_>,
     token: &DialectToken,
     payload: Option<Value>,
@@ -336,11 +337,11 @@ async fn forward(
         return Err(crate::gateway::forward::dot_segment_refused().into());
     }
     let mut target = format!("/taxpayerapi/{version}/{resource}");
-    if !req.query_string().is_empty() {
+    if !req.uri.query().unwrap_or_default().is_empty() {
         target.push('?');
-        target.push_str(req.query_string());
+        target.push_str(req.uri.query().unwrap_or_default());
     }
-    let method = http::Method::from_bytes(req.method().as_str().as_bytes())
+    let method = http::Method::from_bytes(req.method.as_str().as_bytes())
         .map_err(|_| GstnError::new("GEN5007", "Unsupported method"))?;
     let mut headers = http::HeaderMap::new();
     set_session_facts(&mut headers, &token.gstin, &token.client_id, &token.session_id);
@@ -438,7 +439,7 @@ fn upstream_refusal(answer: &Value) -> Option<GstnError> {
     Some(GstnError::upstream(code.to_owned(), message))
 }
 
-fn ret_period<'a>(req: &'a HttpRequest, query: &'a Query<'a>) -> Result<&'a str, GstnError> {
+fn ret_period<'a>(req: &'a RequestHead, query: &'a Query<'a>) -> Result<&'a str, GstnError> {
     let period = query
         .get("ret_period")
         .or_else(|| query.get("rtnprd"))
@@ -611,7 +612,7 @@ fn return_summary<'a>(gstin: &'a str, period: &'a str) -> ReturnSummary<'a> {
 /// The built-in sandbox of the dialect: GSTR-1 sections, RETSAVE and RETSTATUS, per the spec's shapes.
 fn sandbox(
     state: &AppState,
-    req: &HttpRequest,
+    req: &RequestHead,
     resource: &str,
     action: &str,
     query: &Query,
@@ -619,7 +620,7 @@ fn sandbox(
     token: &DialectToken,
 ) -> Result<web::Bytes, GstnError> {
     let resource = resource.trim_end_matches('/');
-    match (req.method().clone(), resource, action) {
+    match (req.method.clone(), resource, action) {
         (Method::GET, "returns/gstr1", "B2B") => section(Section::B2b, &token.gstin, ret_period(req, query)?),
         (Method::GET, "returns/gstr1", "RETSUM") => {
             section(Section::ReturnSummary, &token.gstin, ret_period(req, query)?)
@@ -682,7 +683,7 @@ fn sandbox(
             "GEN5007",
             format!(
                 "The sandbox does not serve {} {resource} action {action}",
-                req.method()
+                req.method
             ),
         )),
     }

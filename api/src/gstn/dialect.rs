@@ -8,9 +8,10 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use actix_web::HttpResponse;
+use actix_web::dev::RequestHead;
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
-use actix_web::{HttpRequest, HttpResponse};
 
 use actix_web::http::header::AsHeaderName;
 use gsp_gateway_domain::secret::{constant_time_eq_bytes, sha256};
@@ -328,13 +329,13 @@ pub fn check_state_code(headers: &HeaderMap, gstin: &str) -> Result<(), GstnErro
 }
 
 /// The audit facts of a dialect call: `ip-usr` when the client sends one, and `txn`.
-pub fn caller(req: &HttpRequest) -> Caller {
+pub fn caller(state: &AppState, req: &RequestHead) -> Caller {
     let request_id = crate::request_id::current();
     let headers = req.headers();
     let ip = header(headers, "ip-usr")
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
-        .or_else(|| crate::auth::client_ip(req).map(|ip| ip.to_string()));
+        .or_else(|| crate::auth::client_ip_of(state, req).map(|ip| ip.to_string()));
     let txn = header(headers, "txn")
         .filter(|v| !v.is_empty())
         .map(|t| t.chars().take(64).collect());

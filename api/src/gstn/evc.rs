@@ -8,8 +8,9 @@
 //! Refusals use the codes GSP software branches on (§6.4): EVCREQUEST for "an EVC OTP is needed"
 //! (none pending, used, expired or voided), AUTH4034 for a wrong one. DSC filing is not served.
 
+use actix_web::HttpResponse;
+use actix_web::dev::RequestHead;
 use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse};
 use gsp_gateway_domain::{OtpCode, Pan};
 use serde_json::{Map, Value};
 
@@ -24,7 +25,7 @@ use crate::state::AppState;
 const FORM_TYPE_MAX: usize = 16;
 
 /// The handler of `EVCOTP`.
-pub async fn evc_otp(state: &AppState, req: &HttpRequest) -> HttpResponse {
+pub async fn evc_otp(state: &AppState, req: &RequestHead) -> HttpResponse {
     let answer = request_code(state, req).await;
     let numeric = dialect::numeric_status_cd_of(state, req.headers()).await;
     match answer {
@@ -60,8 +61,8 @@ fn parse_form_type(text: &str) -> Result<String, GstnError> {
     Ok(form_type.to_ascii_uppercase())
 }
 
-async fn request_code(state: &AppState, req: &HttpRequest) -> Result<(), GstnError> {
-    let query = Query::parse(req.query_string());
+async fn request_code(state: &AppState, req: &RequestHead) -> Result<(), GstnError> {
+    let query = Query::parse(req.uri.query().unwrap_or_default());
     let admitted = admit(state, req, &query).await?;
     super::authenticate::throttle(state, &admitted.client.client_id)?;
     let pan = parse_pan(query.get("pan").ok_or_else(|| GstnError::missing("pan"))?)?;
@@ -86,7 +87,7 @@ async fn request_code(state: &AppState, req: &HttpRequest) -> Result<(), GstnErr
     let (settings, otp_client, caller, now) = (
         state.settings.clone(),
         client.clone(),
-        dialect::caller(req),
+        dialect::caller(state, req),
         state.clock.now(),
     );
     let opened = state
@@ -200,13 +201,13 @@ fn form_of_resource(resource: &str) -> Option<String> {
 /// fails; the GSP asks for a new one.
 pub(super) async fn consume(
     state: &AppState,
-    req: &HttpRequest,
+    req: &RequestHead,
     admitted: &Admitted,
     presented: Presented,
     resource: &str,
     payload: &Value,
 ) -> Result<EvcSigned, GstnError> {
-    if req.method() != Method::POST {
+    if req.method != Method::POST {
         return Err(GstnError::new("GEN5007", "RETFILE is sent by POST"));
     }
     let form = form_of_resource(resource).ok_or_else(|| {
@@ -233,7 +234,11 @@ pub(super) async fn consume(
         form,
         resource: resource.to_owned(),
     };
-    let (client, caller, now) = (gsp_client(admitted), dialect::caller(req), state.clock.now());
+    let (client, caller, now) = (
+        gsp_client(admitted),
+        dialect::caller(state, req),
+        state.clock.now(),
+    );
     let outcome = state
         .db
         .run(move |conn| Ok(svc::sign_with_evc(conn, &client, &signature, &caller, now)))

@@ -21,12 +21,29 @@ use std::time::Duration;
 pub use crypto::{AesKey, CryptoError};
 pub use rsa_key::{GstnKeyError, GstnKeys, Published};
 
+use actix_web::dev::{Payload, RequestHead};
+
 use crate::state::AppState;
 
-/// Registers the dialect's routes: authenticate (with or without a trailing slash) and data calls.
+/// True for the dialect's versioned calls, `/taxpayerapi/v…`: the gateway's front
+/// ([`crate::gateway::front`]) hands them to [`dispatch`] unrouted.
+pub fn is_dialect_call(path: &str) -> bool {
+    path.starts_with("/taxpayerapi/v")
+}
+
+/// Registers the rest of `/taxpayerapi` (the certificate's routes are registered before it): answered
+/// by [`dispatch`] too, so that a path the dialect does not know is refused in its envelope.
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     use actix_web::web;
-    cfg.service(web::scope("/taxpayerapi").default_service(web::to(dispatch)));
+    async fn routed(
+        state: web::Data<AppState>,
+        upstream: web::Data<crate::gateway::forward::UpstreamClient>,
+        req: actix_web::HttpRequest,
+        payload: web::Payload,
+    ) -> actix_web::HttpResponse {
+        dispatch(&state, &upstream, req.head(), payload.into_inner()).await
+    }
+    cfg.service(web::scope("/taxpayerapi").default_service(web::to(routed)));
 }
 
 /// `v` and two dot-separated numbers, as the GST System's API versions are written.
@@ -39,51 +56,51 @@ fn is_version(segment: &str) -> bool {
 }
 
 /// Routes `/taxpayerapi/v{X.Y}/…` by hand: a plain split instead of a regex per request.
-async fn dispatch(
-    state: actix_web::web::Data<AppState>,
-    upstream: actix_web::web::Data<crate::gateway::forward::UpstreamClient>,
-    req: actix_web::HttpRequest,
-    payload: actix_web::web::Payload,
+pub async fn dispatch(
+    state: &AppState,
+    upstream: &crate::gateway::forward::UpstreamClient,
+    req: &RequestHead,
+    payload: Payload,
 ) -> actix_web::HttpResponse {
     // GSTR uploads are the largest bodies the gateway sees; past the limit, 413 in the dialect's envelope.
     let body = match crate::json::read_body(payload, state.settings.max_body_bytes).await {
         Ok(body) => body,
         Err(error) => {
-            let numeric = dialect::numeric_status_cd_of(&state, req.headers()).await;
+            let numeric = dialect::numeric_status_cd_of(state, req.headers()).await;
             return dialect::failure(numeric, &error.into());
         }
     };
     // GST System software reads every answer here as the dialect's envelope, refusals of unknown
     // paths and methods included.
     use actix_web::http::{Method, StatusCode};
-    let rest = req.path().strip_prefix("/taxpayerapi/").unwrap_or("");
+    let rest = req.uri.path().strip_prefix("/taxpayerapi/").unwrap_or("");
     let (version, resource) = rest.split_once('/').unwrap_or((rest, ""));
     if !is_version(version) || resource.is_empty() {
         let unknown = dialect::GstnError::with_status(
             StatusCode::NOT_FOUND,
             "GEN5007",
-            format!("No such API: {} {}", req.method(), req.path()),
+            format!("No such API: {} {}", req.method, req.uri.path()),
         );
-        let numeric = dialect::numeric_status_cd_of(&state, req.headers()).await;
+        let numeric = dialect::numeric_status_cd_of(state, req.headers()).await;
         return dialect::failure(numeric, &unknown);
     }
     if resource == "authenticate" || resource == "authenticate/" {
-        if req.method() == Method::GET {
-            if is_evc_otp(req.query_string()) {
-                return evc::evc_otp(&state, &req).await;
+        if req.method == Method::GET {
+            if is_evc_otp(req.uri.query().unwrap_or_default()) {
+                return evc::evc_otp(state, req).await;
             }
             // GET serves one action; any other is refused as POST refuses an unknown one.
             let unsupported = dialect::GstnError::new(
                 "GEN5007",
                 "Unsupported action: authenticate by GET is action=EVCOTP",
             );
-            let numeric = dialect::numeric_status_cd_of(&state, req.headers()).await;
+            let numeric = dialect::numeric_status_cd_of(state, req.headers()).await;
             return dialect::failure(numeric, &unsupported);
         }
-        if req.method() != Method::POST {
+        if req.method != Method::POST {
             return method_refused(
-                &state,
-                &req,
+                state,
+                req,
                 "authenticate: send POST (or GET with action=EVCOTP)",
                 "GET, POST",
             )
@@ -92,16 +109,10 @@ async fn dispatch(
         return authenticate::authenticate(state, req, body).await;
     }
     // Reads are GETs and writes PUTs or POSTs (gstn-dialect.md §5); nothing else reaches an upstream.
-    if !matches!(*req.method(), Method::GET | Method::PUT | Method::POST) {
-        return method_refused(
-            &state,
-            &req,
-            "data calls: send GET, PUT or POST",
-            "GET, PUT, POST",
-        )
-        .await;
+    if !matches!(req.method, Method::GET | Method::PUT | Method::POST) {
+        return method_refused(state, req, "data calls: send GET, PUT or POST", "GET, PUT, POST").await;
     }
-    data::data_call(&state, &upstream, &req, version, resource, &body).await
+    data::data_call(state, upstream, req, version, resource, &body).await
 }
 
 /// Whether an authenticate query asks for an EVC OTP (the one authenticate action sent by GET).
@@ -113,14 +124,14 @@ fn is_evc_otp(query: &str) -> bool {
 /// 405 GEN5007 in the dialect's envelope, with `Allow`.
 async fn method_refused(
     state: &AppState,
-    req: &actix_web::HttpRequest,
+    req: &RequestHead,
     what: &str,
     allow: &'static str,
 ) -> actix_web::HttpResponse {
     let refused = dialect::GstnError::with_status(
         actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
         "GEN5007",
-        format!("{} is not allowed on {what}", req.method()),
+        format!("{} is not allowed on {what}", req.method),
     );
     let numeric = dialect::numeric_status_cd_of(state, req.headers()).await;
     let mut answer = dialect::failure(numeric, &refused);
