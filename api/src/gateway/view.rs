@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use gsp_gateway_domain::{ApiAccess, SessionState};
 use gsp_gateway_storage::repo::{access, sessions};
-use gsp_gateway_storage::{Db, StorageError, to_db};
+use gsp_gateway_storage::{Db, StorageError, to_db, write_tx};
 
 use crate::services::gsp::Registration;
 
@@ -260,7 +260,10 @@ impl GatewayView {
         let n = ids.len();
         let minute = now.timestamp() - now.timestamp() % 60;
         let at = DateTime::from_timestamp(minute, 0).unwrap_or(now);
-        db.run(move |conn| sessions::touch(conn, &ids, to_db(at))).await?;
+        // A write transaction like any other: on PostgreSQL its row locks would otherwise interleave
+        // with a revocation's (which locks the same sessions in another order) and could deadlock it.
+        db.run(move |conn| write_tx(conn, |conn| sessions::touch(conn, &ids, to_db(at))))
+            .await?;
         Ok(n)
     }
 
