@@ -367,6 +367,14 @@ pub struct TestSession {
 impl TestApp {
     /// Logs the taxpayer in; returns the taxpayer token.
     pub async fn login(&self, taxpayer: &TestTaxpayer) -> String {
+        self.login_body(taxpayer).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Logs the taxpayer in; returns the login response's body.
+    pub async fn login_body(&self, taxpayer: &TestTaxpayer) -> Value {
         let resp = self
             .post(
                 "/v1/taxpayer/login",
@@ -374,7 +382,7 @@ impl TestApp {
                 json!({"username": taxpayer.username, "password": taxpayer.password}),
             )
             .await;
-        resp.ok(200)["access_token"].as_str().unwrap().to_owned()
+        resp.ok(200).clone()
     }
 
     /// Switches the taxpayer's API access on for `hours`.
@@ -529,10 +537,14 @@ impl TestApp {
 
     /// OTP request, code from the inbox, token: a live session (access must be on).
     pub async fn open_session(&self, gsp: &TestGsp, taxpayer: &TestTaxpayer) -> TestSession {
+        TestSession::from(&self.consent(gsp, taxpayer).await)
+    }
+
+    /// OTP request, code from the inbox, token: the token response's body.
+    pub async fn consent(&self, gsp: &TestGsp, taxpayer: &TestTaxpayer) -> Value {
         self.request_otp(gsp, taxpayer).await.ok(202);
         let otp = self.otp_from_inbox(taxpayer, gsp).await;
-        let resp = self.exchange_otp(gsp, taxpayer, &otp).await;
-        TestSession::from(resp.ok(200))
+        self.exchange_otp(gsp, taxpayer, &otp).await.ok(200).clone()
     }
 
     /// Why a session was revoked, as stored (None while it is not).

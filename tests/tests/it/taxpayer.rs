@@ -66,7 +66,19 @@ pub async fn enable(app: &TestApp, token: &str, hours: i64) -> Value {
     .clone()
 }
 
-fn at(value: &Value) -> DateTime<Utc> {
+/// Switches access off.
+pub async fn disable(app: &TestApp, token: &str) -> Value {
+    app.put(
+        "/v1/taxpayer/api-access",
+        Auth::Bearer(token),
+        json!({"enabled": false}),
+    )
+    .await
+    .ok(200)
+    .clone()
+}
+
+pub fn at(value: &Value) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(value.as_str().unwrap())
         .unwrap()
         .to_utc()
@@ -174,15 +186,9 @@ async fn durations_outside_the_portal_range_are_refused(backend: Backend) {
     for edge in [6, 720] {
         assert_eq!(enable(&app, &token, edge).await["duration_hours"], edge);
     }
-    let off = app
-        .put(
-            "/v1/taxpayer/api-access",
-            Auth::Bearer(&token),
-            json!({"enabled": false}),
-        )
-        .await;
-    assert_eq!(off.ok(200)["status"], "disabled");
-    assert_eq!(off.body["expires_at"], json!(null));
+    let off = disable(&app, &token).await;
+    assert_eq!(off["status"], "disabled");
+    assert_eq!(off["expires_at"], json!(null));
 }
 
 async fn re_enabling_starts_a_new_window(backend: Backend) {
