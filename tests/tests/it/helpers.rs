@@ -385,6 +385,17 @@ impl TestApp {
         resp.ok(200).clone()
     }
 
+    /// What `work` returns, run on a connection to the app's database.
+    pub async fn with_db<T: Send + 'static, E>(
+        &self,
+        work: impl FnOnce(&mut gsp_gateway_storage::DbConn) -> Result<T, E> + Send + 'static,
+    ) -> T
+    where
+        gsp_gateway_storage::StorageError: From<E>,
+    {
+        self.state.db.run(move |c| Ok(work(c)?)).await.unwrap()
+    }
+
     /// Switches the taxpayer's API access on for `hours`.
     pub async fn enable_access(&self, taxpayer: &TestTaxpayer, hours: i64) {
         let token = self.login(taxpayer).await;

@@ -11,6 +11,7 @@ mod helpers;
 
 mod browser;
 mod contract;
+mod contract_audit;
 mod faults;
 mod foundation;
 mod gateway;
