@@ -437,7 +437,10 @@ pub fn otp_rate_refusal(
     }
     let oldest =
         otp::oldest_since(conn, taxpayer_id, &client.client_id, purpose, since)?.map_or(now, from_db);
-    let retry = ((oldest + window) - now).num_seconds().max(1);
+    // Whole seconds rounded up, as the contract writes `Retry-After`: the truncated figure would send
+    // the client back a moment before the oldest request leaves the window, to be refused again.
+    let wait = (oldest + window) - now;
+    let retry = (wait.num_seconds() + i64::from(wait.subsec_nanos() > 0)).max(1);
     Ok(Some(
         ApiError::new(
             ErrorCode::RateLimited,

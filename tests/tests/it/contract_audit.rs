@@ -23,6 +23,7 @@ on_both_backends!(
     re_enabling_while_enabled_moves_the_end_of_live_sessions,
     the_access_token_lives_its_configured_time_and_never_past_the_window,
     otp_requests_check_access_then_rate_then_the_session_cap,
+    an_otp_rate_limit_says_when_to_retry_in_seconds_rounded_up,
     the_client_limit_spans_a_gsps_sessions_and_is_named_when_nearest,
     a_session_bursts_40_then_makes_20_calls_a_second_by_default,
     a_token_of_one_kind_is_refused_where_another_is_required,
@@ -691,6 +692,48 @@ async fn otp_requests_check_access_then_rate_then_the_session_cap(backend: Backe
         .assert_problem(403, "api_access_disabled");
     let challenges: i64 = app.with_db(|c| otp_challenges::table.count().get_result(c)).await;
     assert_eq!(challenges, 3, "the refused requests opened no challenge");
+}
+
+async fn an_otp_rate_limit_says_when_to_retry_in_seconds_rounded_up(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let gsp = app.create_gsp("Acme GSP").await;
+    app.enable_access(&taxpayer, 24).await;
+    for _ in 0..5 {
+        app.request_otp(&gsp, &taxpayer).await.ok(202);
+    }
+    let oldest: chrono::NaiveDateTime = app
+        .with_db(|c| {
+            otp_challenges::table
+                .select(otp_challenges::created_at)
+                .order(otp_challenges::created_at)
+                .first(c)
+        })
+        .await;
+    // The sixth request is allowed once the oldest of the five leaves the 15-minute window.
+    let free_at = oldest.and_utc() + TimeDelta::minutes(15);
+    let micros = |d: TimeDelta| d.num_microseconds().unwrap();
+    let ceil_secs = |d: TimeDelta| (micros(d) + 999_999).div_euclid(1_000_000);
+    for (left, expected) in [
+        (TimeDelta::milliseconds(1500), 2),
+        (TimeDelta::milliseconds(300), 1),
+    ] {
+        app.advance(free_at - left - app.clock.now());
+        let before = app.clock.now();
+        let limited = app.request_otp(&gsp, &taxpayer).await;
+        let after = app.clock.now();
+        limited.assert_problem(429, "rate_limited");
+        assert_eq!(
+            (ceil_secs(free_at - before), ceil_secs(free_at - after)),
+            (expected, expected),
+            "the request took too long to tell ({before} .. {after})"
+        );
+        assert_eq!(
+            limited.header("retry-after"),
+            Some(expected.to_string().as_str()),
+            "{left:?} left"
+        );
+    }
 }
 
 async fn the_client_limit_spans_a_gsps_sessions_and_is_named_when_nearest(backend: Backend) {
