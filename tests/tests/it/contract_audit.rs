@@ -804,7 +804,12 @@ async fn a_session_bursts_40_then_makes_20_calls_a_second_by_default(backend: Ba
     let session = app.open_session(&gsp, &taxpayer).await;
     let started = Instant::now();
     let first = admitted_of(&app, &session.access_token, 60).await;
-    assert!((40..60).contains(&first), "{first} of 60 admitted at once");
+    // The burst, and no more than what refilled while the 60 calls ran (a loaded machine is slow).
+    let refilled = 20.0 * started.elapsed().as_secs_f64() + 1.0;
+    assert!(
+        first >= 40 && first as f64 <= 40.0 + refilled,
+        "{first} of 60 admitted at once"
+    );
     // The bucket is empty now: a second refills 20 calls.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let second = admitted_of(&app, &session.access_token, 40).await;
