@@ -199,6 +199,13 @@ impl ApiError {
         self
     }
 
+    /// Adds `Retry-After`: `wait` in whole seconds, rounded up and at least 1, as the contract writes it
+    /// (a truncated figure would send the client back a moment early, to be refused again).
+    pub fn with_retry_after(self, wait: chrono::TimeDelta) -> Self {
+        let seconds = (wait.num_seconds() + i64::from(wait.subsec_nanos() > 0)).max(1);
+        self.with_header(header::RETRY_AFTER, &seconds.to_string())
+    }
+
     /// A member added with [`ApiError::with`].
     pub fn extra(&self, key: &str) -> Option<&Value> {
         self.extra.get(key)

@@ -437,10 +437,6 @@ pub fn otp_rate_refusal(
     }
     let oldest =
         otp::oldest_since(conn, taxpayer_id, &client.client_id, purpose, since)?.map_or(now, from_db);
-    // Whole seconds rounded up, as the contract writes `Retry-After`: the truncated figure would send
-    // the client back a moment before the oldest request leaves the window, to be refused again.
-    let wait = (oldest + window) - now;
-    let retry = (wait.num_seconds() + i64::from(wait.subsec_nanos() > 0)).max(1);
     Ok(Some(
         ApiError::new(
             ErrorCode::RateLimited,
@@ -449,7 +445,7 @@ pub fn otp_rate_refusal(
                 settings.otp_rate_limit, settings.otp_rate_window_minutes
             ),
         )
-        .with_header(actix_web::http::header::RETRY_AFTER, &retry.to_string()),
+        .with_retry_after((oldest + window) - now),
     ))
 }
 

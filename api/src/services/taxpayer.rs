@@ -211,13 +211,12 @@ fn lock_in_force(row: &TaxpayerRow, now: DateTime<Utc>) -> Option<DateTime<Utc>>
 }
 
 fn locked(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
-    let seconds = (until - now).num_seconds().max(1);
     ApiError::new(
         ErrorCode::AccountLocked,
         format!("too many failed logins; try again after {until}"),
     )
     .with("locked_until", json!(rfc3339(&until)))
-    .with_header(actix_web::http::header::RETRY_AFTER, &seconds.to_string())
+    .with_retry_after(until - now)
 }
 
 /// Records a wrong password: counts it, locks the account at the threshold, audits it. Returns the refusal.

@@ -218,10 +218,13 @@ async fn wrong_passwords_lock_the_account_for_fifteen_minutes(backend: Backend) 
     let locked = app.post("/v1/taxpayer/login", Auth::None, wrong.clone()).await;
     locked.assert_problem(423, "account_locked");
     assert_eq!(locked.body["gstn_code"], "SWEB9035");
+    assert_eq!(locked.header("retry-after"), Some("900"));
     let right = json!({"username": taxpayer.username, "password": taxpayer.password});
-    app.post("/v1/taxpayer/login", Auth::None, right.clone())
-        .await
-        .assert_problem(423, "account_locked");
+    // Whole seconds rounded up: 898.5 s are left.
+    app.advance(TimeDelta::milliseconds(1500));
+    let still = app.post("/v1/taxpayer/login", Auth::None, right.clone()).await;
+    still.assert_problem(423, "account_locked");
+    assert_eq!(still.header("retry-after"), Some("899"));
     app.post("/v1/taxpayer/login", Auth::None, wrong.clone())
         .await
         .assert_problem(423, "account_locked");
