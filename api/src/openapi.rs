@@ -441,7 +441,7 @@ impl Modify for Enrich {
 
 /// The methods the document gives a route pattern, for the `Allow` header of a 405. actix's
 /// `{name:regex}` segments match the document's `{name}`. Routes outside the document: the page and its
-/// assets, `/metrics` and `/docs` serve `GET` only; for anything else under `/v1/` or `/taxpayerapi/` that
+/// assets, `/metrics` and `/docs` serve `GET` (and `HEAD`) only; for anything else under `/v1/` or `/taxpayerapi/` that
 /// the document does not list, `None` (no `Allow` is better than a wrong one).
 pub fn allowed_methods(pattern: &str) -> Option<String> {
     static TABLE: OnceLock<HashMap<String, String>> = OnceLock::new();
@@ -453,6 +453,8 @@ pub fn allowed_methods(pattern: &str) -> Option<String> {
             .map(|(path, item)| {
                 let methods = [
                     ("GET", item.get.is_some()),
+                    // Every GET is served for HEAD too (`request_id::assign`, the sandbox).
+                    ("HEAD", item.get.is_some()),
                     ("PUT", item.put.is_some()),
                     ("POST", item.post.is_some()),
                     ("DELETE", item.delete.is_some()),
@@ -471,7 +473,7 @@ pub fn allowed_methods(pattern: &str) -> Option<String> {
         return Some(methods.clone());
     }
     let api = template.starts_with("/v1/") || template.starts_with("/taxpayerapi/");
-    (!api).then(|| "GET".to_owned())
+    (!api).then(|| "GET, HEAD".to_owned())
 }
 
 /// `/a/{id:[0-9]+}` → `/a/{id}`.
@@ -822,13 +824,13 @@ mod tests {
     fn the_allow_header_comes_from_the_document() {
         assert_eq!(
             allowed_methods("/v1/taxpayer/api-access").as_deref(),
-            Some("GET, PUT")
+            Some("GET, HEAD, PUT")
         );
         assert_eq!(
             allowed_methods("/v1/taxpayer/sessions/{session_id}").as_deref(),
             Some("DELETE")
         );
-        assert_eq!(allowed_methods("/metrics").as_deref(), Some("GET"));
+        assert_eq!(allowed_methods("/metrics").as_deref(), Some("GET, HEAD"));
         assert_eq!(allowed_methods("/v1/not/documented"), None);
         assert_eq!(
             plain_template(r"/x/{version:v[0-9]+\.[0-9]{1,2}}/y"),

@@ -157,6 +157,12 @@ pub async fn assign(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let served = Served::begin(req.head(), crate::metrics::route_label(&req));
+    let mut req = req;
+    // HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET, it is answered with GET's head,
+    // and actix-http, which took the method off the wire, writes no body. Counted as HEAD.
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
     // Handlers and this crate's middleware answer errors as responses; only a foreign middleware's
     // error could escape here, and actix renders that itself.
     let result = served

@@ -18,8 +18,8 @@ use crate::openapi::{Problem, ServiceUnavailable};
 use crate::services::gsp::Registration;
 use crate::state::AppState;
 
-/// Answers a call the enforcement admitted: `GET /v1/gst/taxpayer`, `GET /v1/gst/returns?fy=`; other
-/// methods on those paths 405, other paths 404.
+/// Answers a call the enforcement admitted: `GET /v1/gst/taxpayer`, `GET /v1/gst/returns?fy=` (and
+/// HEAD of them); other methods on those paths 405, other paths 404.
 pub async fn serve(state: &AppState, ctx: &GstContext, head: &RequestHead) -> Result<HttpResponse, ApiError> {
     let full = head.uri.path();
     let path = full.strip_prefix("/v1/gst").unwrap_or_default();
@@ -29,7 +29,8 @@ pub async fn serve(state: &AppState, ctx: &GstContext, head: &RequestHead) -> Re
             format!("the sandbox has no {} {full}", head.method),
         ));
     }
-    if head.method != Method::GET {
+    // HEAD is answered as GET; actix-http writes no body for it.
+    if head.method != Method::GET && head.method != Method::HEAD {
         return Err(method_not_allowed_on(head, full));
     }
     if path == "/taxpayer" {

@@ -264,12 +264,12 @@ async fn method_not_allowed_names_the_allowed_methods(backend: Backend) {
     let app = spawn_app(backend).await;
     let trace = Method::from_bytes(b"TRACE").unwrap();
     for (method, path, allow) in [
-        (trace.clone(), "/v1/taxpayer/api-access", "GET, PUT"),
-        (Method::PATCH, "/health/live", "GET"),
+        (trace.clone(), "/v1/taxpayer/api-access", "GET, HEAD, PUT"),
+        (Method::PATCH, "/health/live", "GET, HEAD"),
         (Method::DELETE, "/v1/admin/taxpayers", "POST"),
         (Method::GET, "/v1/gsp/token", "POST"),
         (trace.clone(), "/v1/taxpayer/sessions/any-session", "DELETE"),
-        (Method::POST, "/metrics", "GET"),
+        (Method::POST, "/metrics", "GET, HEAD"),
     ] {
         let resp = send(&app, method.clone(), path, &Auth::None, None, Vec::new()).await;
         assert_eq!(resp.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
@@ -291,7 +291,80 @@ async fn method_not_allowed_names_the_allowed_methods(backend: Backend) {
     )
     .await;
     assert_eq!(resp.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(resp.allow.as_deref(), Some("GET"));
+    assert_eq!(resp.allow.as_deref(), Some("GET, HEAD"));
+}
+
+/// HEAD of any GET (RFC 9110 §9.3.2: every general-purpose server supports it): GET's status and
+/// header fields, no body; counted as HEAD. A route without GET still answers 405.
+async fn head_is_answered_as_get_without_its_body(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let taxpayer = app.create_taxpayer(0).await;
+    let gsp = app.create_gsp("Contract GSP").await;
+    let token = app.login(&taxpayer).await;
+    app.enable_access(&taxpayer, 24).await;
+    let session = app.open_session(&gsp, &taxpayer).await;
+    for (path, bearer) in [
+        ("/health/live", None),
+        ("/health/ready", None),
+        ("/.well-known/jwks.json", None),
+        ("/openapi.json", None),
+        ("/taxpayerapi/public-key.pem", None),
+        ("/v1/taxpayer/api-access", Some(token.as_str())),
+        ("/v1/gst/taxpayer", Some(session.access_token.as_str())),
+        ("/v1/gst/returns?fy=2025-26", Some(session.access_token.as_str())),
+    ] {
+        let call = |method: Method| {
+            let req = app.client.request(method, format!("{}{path}", app.address));
+            match bearer {
+                Some(token) => req.bearer_auth(token),
+                None => req,
+            }
+        };
+        let get = call(Method::GET).send().await.unwrap();
+        let head = call(Method::HEAD).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
+        for field in ["content-type", "content-length"] {
+            assert_eq!(
+                head.headers().get(field),
+                get.headers().get(field),
+                "HEAD {path}: {field}"
+            );
+        }
+        assert!(
+            head.headers().contains_key("content-length"),
+            "HEAD {path}: {:?}",
+            head.headers()
+        );
+        if path.starts_with("/v1/gst/") {
+            assert!(head.headers().contains_key("ratelimit"), "HEAD {path}");
+        }
+        assert!(!get.bytes().await.unwrap().is_empty(), "GET {path}");
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path}");
+    }
+    // A refusal is a refusal for HEAD too, and a route without GET has no HEAD either.
+    let refused = app
+        .client
+        .head(format!("{}/v1/gst/taxpayer", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let resp = send(&app, Method::HEAD, "/v1/gsp/token", &Auth::None, None, Vec::new()).await;
+    assert_eq!(resp.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.allow.as_deref(), Some("POST"));
+
+    let metrics = app.get("/metrics", Auth::None).await;
+    assert!(
+        metrics
+            .text
+            .lines()
+            .any(|line| line.starts_with("http_requests_total{")
+                && line.contains("route=\"/health/live\"")
+                && line.contains("method=\"HEAD\"")
+                && line.contains("status=\"200\"")),
+        "{}",
+        metrics.text
+    );
 }
 
 async fn a_whole_number_of_hours_may_be_written_as_a_float(backend: Backend) {
@@ -345,6 +418,7 @@ async fn names_are_limited_by_every_character_sent(backend: Backend) {
 on_both_backends!(
     json_body_refusals_are_the_documented_ones,
     method_not_allowed_names_the_allowed_methods,
+    head_is_answered_as_get_without_its_body,
     a_whole_number_of_hours_may_be_written_as_a_float,
     names_are_limited_by_every_character_sent,
 );

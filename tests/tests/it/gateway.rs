@@ -672,7 +672,7 @@ async fn connect_and_trace_are_refused_after_the_enforcement(backend: Backend) {
     let gsp = sandbox.create_gsp("Acme GSP").await;
     sandbox.enable_access(&taxpayer, 24).await;
     let session = sandbox.open_session(&gsp, &taxpayer).await;
-    // The sandbox serves GET on its own paths (405 with that `Allow`) and nothing elsewhere (404).
+    // The sandbox serves GET (and HEAD) on its own paths (405 with that `Allow`) and nothing elsewhere (404).
     for (path, status, code) in [
         (paths[0], 404, "not_found"),
         (paths[1], 405, "method_not_allowed"),
@@ -689,7 +689,10 @@ async fn connect_and_trace_are_refused_after_the_enforcement(backend: Backend) {
             );
             assert!(answer.contains(&format!("\"code\":\"{code}\"")), "{answer}");
             if status == 405 {
-                assert!(answer.contains("\r\nallow: get\r\n"), "{method} {path}: {answer}");
+                assert!(
+                    answer.contains("\r\nallow: get, head\r\n"),
+                    "{method} {path}: {answer}"
+                );
             }
             assert!(answer.contains("\r\nratelimit: "), "{answer}");
         }
