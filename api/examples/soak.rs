@@ -197,8 +197,12 @@ async fn main() {
         rss_mib(pid)
     );
 
-    let end = Instant::now() + Duration::from_secs(minutes * 60);
-    let mut round = 0;
+    // Sampled after every round; reported once a minute as the lowest and highest reading in it, so
+    // growth shows as rising minima rather than hiding in the sawtooth of freed and reused pages.
+    let load_started = Instant::now();
+    let end = load_started + Duration::from_secs(minutes * 60);
+    let (mut round, mut minute) = (0, 0);
+    let (mut low, mut high) = (f64::MAX, 0.0f64);
     while Instant::now() < end {
         let slice: Vec<String> = tokens
             .iter()
@@ -208,12 +212,15 @@ async fn main() {
             .collect();
         fire(&client, base, &slice, 32).await;
         round += 1;
-        if round % 10 == 0 {
+        let rss = rss_mib(pid);
+        (low, high) = (low.min(rss), high.max(rss));
+        let now_minute = load_started.elapsed().as_secs() / 60;
+        if now_minute > minute || Instant::now() >= end {
             println!(
-                "constant load, {:>4.0} s: gateway RSS {:.1} MiB",
-                (minutes * 60) as f64 - (end - Instant::now()).as_secs_f64(),
-                rss_mib(pid)
+                "constant load, minute {:>2}: gateway RSS {low:.1}-{high:.1} MiB",
+                minute + 1
             );
+            (minute, low, high) = (now_minute, f64::MAX, 0.0);
         }
     }
     println!(
