@@ -18,13 +18,57 @@ use crate::metrics::RequestTimer;
 /// The request-id header.
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The longest request id: a client's may have up to this many characters.
+const MAX_ID_LEN: usize = 64;
+
+/// A request id, held inline: made, scoped and read on every request without an allocation.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    len: u8,
+    bytes: [u8; MAX_ID_LEN],
+}
+
+impl RequestId {
+    /// `id` (letters, digits, `-`, `_` and `.`; at most [`MAX_ID_LEN`] of them: see [`acceptable`]).
+    fn new(id: &[u8]) -> Self {
+        let mut bytes = [0; MAX_ID_LEN];
+        let len = id.len().min(MAX_ID_LEN);
+        bytes[..len].copy_from_slice(&id[..len]);
+        Self {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("-")
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 tokio::task_local! {
-    static CURRENT: String;
+    static CURRENT: RequestId;
 }
 
 /// The id of the request being served, or `-` outside one.
 pub fn current() -> String {
-    CURRENT.try_with(Clone::clone).unwrap_or_else(|_| "-".to_owned())
+    CURRENT
+        .try_with(|id| id.as_str().to_owned())
+        .unwrap_or_else(|_| "-".to_owned())
 }
 
 /// Calls `f` with the id of the request being served (`-` outside one), without copying it.
@@ -34,16 +78,14 @@ pub fn with_current<R>(mut f: impl FnMut(&str) -> R) -> R {
 
 /// A new id: a random per-process prefix and a counter (unique without a system call per request),
 /// as 32 lowercase hex digits.
-fn generate() -> String {
+fn generate() -> RequestId {
     static PREFIX: OnceLock<[u8; 16]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| hex_digits(uuid::Uuid::new_v4().as_u64_pair().0));
-    let count = hex_digits(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let mut id = String::with_capacity(32);
-    for digits in [prefix, &count] {
-        id.push_str(std::str::from_utf8(digits).unwrap_or_default());
-    }
-    id
+    let mut id = [0; 32];
+    id[..16].copy_from_slice(prefix);
+    id[16..].copy_from_slice(&hex_digits(COUNTER.fetch_add(1, Ordering::Relaxed)));
+    RequestId::new(&id)
 }
 
 /// The 16 lowercase hex digits of `word`.
@@ -58,7 +100,7 @@ fn hex_digits(word: u64) -> [u8; 16] {
 }
 
 fn acceptable(candidate: &str) -> bool {
-    (1..=64).contains(&candidate.len())
+    (1..=MAX_ID_LEN).contains(&candidate.len())
         && candidate
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
@@ -88,7 +130,7 @@ type AccessFields = (Method, String, Option<(String, String)>);
 /// served use it: the [`assign`] middleware around the routed application, and the gateway's own path
 /// for `/v1/gst/` ([`crate::gateway::front`]).
 pub struct Served {
-    id: String,
+    id: RequestId,
     span: tracing::Span,
     timer: RequestTimer,
     access: Option<AccessFields>,
@@ -102,7 +144,7 @@ impl Served {
             .get(&HEADER)
             .and_then(|v| v.to_str().ok())
             .filter(|v| acceptable(v))
-            .map_or_else(generate, str::to_owned);
+            .map_or_else(generate, |v| RequestId::new(v.as_bytes()));
         // What the access line says, taken only when it is written (it is off below `info`).
         let access = tracing::enabled!(target: "gsp_gateway::access", tracing::Level::INFO).then(|| {
             let path = head.uri.path().to_owned();
@@ -124,16 +166,14 @@ impl Served {
 
     /// `serving`, with this request's id current and its span entered whenever it runs.
     pub fn scope<F: Future>(&self, serving: F) -> impl Future<Output = F::Output> {
-        CURRENT
-            .scope(self.id.clone(), serving)
-            .instrument(self.span.clone())
+        CURRENT.scope(self.id, serving).instrument(self.span.clone())
     }
 
     /// The request is answered with `status`: counts and times it, sets `X-Request-Id` among
     /// `headers`, writes the access line.
     pub fn end(self, status: StatusCode, headers: &mut HeaderMap) {
         let elapsed = self.timer.finish(status);
-        if let Ok(value) = HeaderValue::from_str(&self.id) {
+        if let Ok(value) = HeaderValue::from_str(self.id.as_str()) {
             headers.insert(HEADER, value);
         }
         if let Some((method, path, dialect_tags)) = self.access {
