@@ -54,11 +54,14 @@ const HOP_BY_HOP: [&str; 10] = [
 ];
 
 /// The field names a `Connection` header lists: hop-by-hop for this message only (RFC 9110 §7.6.1).
+/// `keep-alive`, which nearly every upstream answer lists, is left out: its field is hop-by-hop
+/// anyway, and the answer's list then costs no allocation.
 pub(super) fn connection_options<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
     values
         .flat_map(|v| v.split(|b| *b == b','))
-        .map(|name| String::from_utf8_lossy(name.trim_ascii()).to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
+        .map(<[u8]>::trim_ascii)
+        .filter(|name| !name.is_empty() && !name.eq_ignore_ascii_case(b"keep-alive"))
+        .map(|name| String::from_utf8_lossy(name).to_ascii_lowercase())
         .collect()
 }
 
@@ -727,7 +730,25 @@ impl Stream for Deadlined {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_upstream_url, has_dot_segment, tls_config};
+    use super::{
+        check_upstream_url, connection_options, forwardable, has_dot_segment, passes_back, tls_config,
+    };
+
+    #[test]
+    fn connection_options_are_lower_case_names_without_keep_alive() {
+        let values: [&[u8]; 2] = [b"Keep-Alive, X-Private ,close", b" ,UPGRADE"];
+        assert_eq!(
+            connection_options(values.into_iter()),
+            ["x-private", "close", "upgrade"]
+        );
+        // The answer nearly every upstream gives lists nothing (and allocates nothing).
+        let keep_alive: [&[u8]; 1] = [b"keep-alive"];
+        assert_eq!(connection_options(keep_alive.into_iter()).capacity(), 0);
+        // Its field stays behind all the same.
+        let keep = actix_web::http::header::HeaderName::from_static("keep-alive");
+        assert!(!forwardable(&keep, &[]));
+        assert!(!passes_back("keep-alive", &[]));
+    }
 
     #[test]
     fn dot_segments_are_found_however_they_are_written() {

@@ -205,14 +205,18 @@ impl Limits {
 impl Verdict {
     /// `RateLimit` value as a header value, written without a formatter (it is on every gateway answer).
     pub fn header_value(&self) -> HeaderValue {
-        let mut buffer = itoa::Buffer::new();
-        let mut text = Vec::with_capacity(40);
+        let (mut remaining, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (remaining, reset) = (remaining.format(self.remaining), reset.format(self.reset_secs));
+        // Exactly as long as its capacity: `Bytes` then takes the vector as it is, without a second
+        // allocation for a shared header.
+        let mut text = Vec::with_capacity(self.policy.len() + remaining.len() + reset.len() + 8);
         text.push(b'"');
         text.extend_from_slice(self.policy.as_bytes());
         text.extend_from_slice(b"\";r=");
-        text.extend_from_slice(buffer.format(self.remaining).as_bytes());
+        text.extend_from_slice(remaining.as_bytes());
         text.extend_from_slice(b";t=");
-        text.extend_from_slice(buffer.format(self.reset_secs).as_bytes());
+        text.extend_from_slice(reset.as_bytes());
+        debug_assert_eq!(text.len(), text.capacity());
         HeaderValue::from_maybe_shared(actix_web::web::Bytes::from(text))
             .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
