@@ -56,8 +56,10 @@ const MAX_TRAILER_BYTES: usize = 16 * 1024;
 /// Reads a streamed body makes in one poll without data to pass on, before it lets the worker run
 /// other tasks (and its timers) and comes back.
 const READS_PER_POLL: usize = 16;
-/// Spare timers kept per worker for the calls' deadlines.
-const MAX_SPARE_TIMERS: usize = 256;
+/// Spare timers and request buffers kept per worker, for the calls' deadlines and request bytes.
+const MAX_SPARES: usize = 256;
+/// A request buffer larger than this (a large body's) is not kept for another call.
+const MAX_SPARE_BUFFER_BYTES: usize = 16 * 1024;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -78,6 +80,8 @@ pub struct Pool {
     sweeping: Cell<bool>,
     /// Timers of finished calls, to be set again (see [`Pool::timer`]).
     timers: RefCell<Vec<Pin<Box<Sleep>>>>,
+    /// Buffers of finished calls' requests, to be written again (see [`Pool::buffer`]).
+    buffers: RefCell<Vec<Vec<u8>>>,
 }
 
 #[derive(Debug)]
@@ -103,8 +107,22 @@ impl Pool {
     /// Keeps a finished call's timer for the next call.
     fn spare(&self, timer: Pin<Box<Sleep>>) {
         let mut timers = self.timers.borrow_mut();
-        if timers.len() < MAX_SPARE_TIMERS {
+        if timers.len() < MAX_SPARES {
             timers.push(timer);
+        }
+    }
+
+    /// An empty buffer for a request's bytes: a finished call's, or a new one.
+    fn buffer(&self) -> Vec<u8> {
+        self.buffers.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Keeps a finished call's request buffer for the next call (not a large body's).
+    fn give_back(&self, mut buffer: Vec<u8>) {
+        let mut buffers = self.buffers.borrow_mut();
+        if buffers.len() < MAX_SPARES && buffer.capacity() <= MAX_SPARE_BUFFER_BYTES {
+            buffer.clear();
+            buffers.push(buffer);
         }
     }
 
@@ -123,14 +141,15 @@ impl Pool {
             idle: RefCell::new(VecDeque::new()),
             sweeping: Cell::new(false),
             timers: RefCell::new(Vec::new()),
+            buffers: RefCell::new(Vec::new()),
         }
     }
 
-    /// The most recently used idle connection, if it is fresh enough.
-    fn checkout(&self) -> Option<Conn> {
+    /// The most recently used idle connection, if it is fresh enough at `now`.
+    fn checkout(&self, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
         while let Some((conn, since)) = idle.pop_back() {
-            if since.elapsed() >= IDLE_TIMEOUT {
+            if now.saturating_duration_since(since) >= IDLE_TIMEOUT {
                 // The freshest is stale: so are all the others.
                 idle.clear();
                 return None;
@@ -142,13 +161,15 @@ impl Pool {
         None
     }
 
-    /// Keeps a connection for the next call; past [`MAX_IDLE`], the longest idle one is closed.
-    fn checkin(&self, conn: Conn) {
+    /// Keeps a connection, idle since `since`, for the next call; past [`MAX_IDLE`], the longest idle
+    /// one is closed. A call gives the time it began: a clock read fewer, and its connection counts as
+    /// idle for longer than it was, so it is closed early rather than late.
+    fn checkin(&self, conn: Conn, since: Instant) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() >= MAX_IDLE {
             idle.pop_front();
         }
-        idle.push_back((conn, Instant::now()));
+        idle.push_back((conn, since));
     }
 
     /// Closes the connections idle for longer than [`IDLE_TIMEOUT`]: the upstream may have closed them
@@ -258,7 +279,8 @@ fn idempotent(method: &actix_web::http::Method) -> bool {
 /// body's length when there is one (or the method expects one), and the body.
 fn request_bytes(pool: &Pool, ctx: &GstContext, req: &RequestHead, target: &str, body: &[u8]) -> Vec<u8> {
     use actix_web::http::Method;
-    let mut head = Vec::with_capacity(512 + body.len());
+    let mut head = pool.buffer();
+    head.reserve(512 + body.len());
     head.extend_from_slice(req.method.as_str().as_bytes());
     head.push(b' ');
     head.extend_from_slice(pool.prefix.as_bytes());
@@ -522,10 +544,11 @@ pub async fn forward(
     let head_request = req.method == actix_web::http::Method::HEAD;
     let resend = idempotent(&req.method);
     let request = request_bytes(&pool, ctx, req, target, body);
-    let deadline = Instant::now() + timeout;
-    let mut timer = pool.timer(deadline);
+    // The call's one clock read: its deadline, and the time its connection is taken and given back.
+    let began = Instant::now();
+    let mut timer = pool.timer(began + timeout);
     let exchange = async {
-        let mut pooled = pool.checkout();
+        let mut pooled = pool.checkout(began);
         loop {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
@@ -550,7 +573,9 @@ pub async fn forward(
             }
         }
     };
-    let (mut conn, head) = before(&mut timer, exchange).await??;
+    let exchanged = before(&mut timer, exchange).await;
+    pool.give_back(request);
+    let (mut conn, head) = exchanged??;
 
     let status = answer_status(head.status.as_u16())?;
     let mut response = HttpResponse::build(status);
@@ -561,7 +586,7 @@ pub async fn forward(
         Framing::Empty => {
             pool.spare(timer);
             if head.keep_alive && conn.buf.is_empty() {
-                pool.checkin(conn);
+                pool.checkin(conn, began);
             }
             Ok(bodiless(response, status, head_request, head.length))
         }
@@ -584,7 +609,7 @@ pub async fn forward(
             pool.spare(timer);
             let body = conn.buf.split_to(length).freeze();
             if head.keep_alive && conn.buf.is_empty() {
-                pool.checkin(conn);
+                pool.checkin(conn, began);
             }
             Ok(response.body(body))
         }
@@ -748,7 +773,7 @@ impl AnswerBody {
             && self.keep_alive
             && conn.buf.is_empty()
         {
-            self.pool.checkin(conn);
+            self.pool.checkin(conn, Instant::now());
         }
     }
 
@@ -986,22 +1011,46 @@ mod tests {
         let idle = |pool: &Pool| pool.idle.borrow().len();
         for _ in 0..MAX_IDLE + 2 {
             let conn = pool.connect().await.unwrap();
-            pool.checkin(conn);
+            pool.checkin(conn, Instant::now());
         }
         assert_eq!(idle(&pool), MAX_IDLE, "the longest idle ones are closed");
 
         tokio::time::advance(IDLE_TIMEOUT / 2).await;
         let recent = pool.connect().await.unwrap();
-        pool.checkin(recent);
+        pool.checkin(recent, Instant::now());
         tokio::time::advance(IDLE_TIMEOUT / 2 + Duration::from_secs(1)).await;
         pool.sweep();
         assert_eq!(idle(&pool), 1, "only the connection used since is kept");
 
-        let conn = pool.checkout().expect("a fresh idle connection is reused");
-        pool.checkin(conn);
+        let conn = pool
+            .checkout(Instant::now())
+            .expect("a fresh idle connection is reused");
+        pool.checkin(conn, Instant::now());
         tokio::time::advance(IDLE_TIMEOUT).await;
-        assert!(pool.checkout().is_none(), "a stale one is not");
+        assert!(pool.checkout(Instant::now()).is_none(), "a stale one is not");
         assert_eq!(idle(&pool), 0);
+    }
+
+    #[test]
+    fn request_buffers_are_reused_empty_unless_a_large_body_grew_them() {
+        let authority: http::uri::Authority = "127.0.0.1:9".parse().unwrap();
+        let pool = Pool::new(&authority, "", Duration::from_secs(1));
+        let mut used = pool.buffer();
+        used.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let address = used.as_ptr();
+        pool.give_back(used);
+        let again = pool.buffer();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), address, "the same allocation");
+        pool.give_back(Vec::with_capacity(MAX_SPARE_BUFFER_BYTES + 1));
+        assert!(
+            pool.buffer().capacity() <= MAX_SPARE_BUFFER_BYTES,
+            "a large one is not kept"
+        );
+        for _ in 0..MAX_SPARES + 10 {
+            pool.give_back(Vec::with_capacity(64));
+        }
+        assert_eq!(pool.buffers.borrow().len(), MAX_SPARES);
     }
 
     #[tokio::test(start_paused = true)]
