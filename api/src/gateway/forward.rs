@@ -545,13 +545,8 @@ pub async fn forward(
     if has_dot_segment(tail) {
         return Err(dot_segment_refused());
     }
+    let path = if tail.is_empty() { "/" } else { tail };
     let query = head.uri.query().unwrap_or_default();
-    let mut target = String::with_capacity(tail.len() + query.len() + 2);
-    target.push_str(if tail.is_empty() { "/" } else { tail });
-    if !query.is_empty() {
-        target.push('?');
-        target.push_str(query);
-    }
     let declared = head
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -570,12 +565,18 @@ pub async fn forward(
     let incoming = if read_whole || upstream.h1.is_some() && super::h1::suits(head, declared) {
         let body = crate::json::read_body(payload, upstream.max_body).await?;
         if let Some(pool) = &upstream.h1 {
-            return super::h1::forward(pool.clone(), upstream.timeout, ctx, head, &target, &body).await;
+            return super::h1::forward(pool.clone(), upstream.timeout, ctx, head, (path, query), &body).await;
         }
         Incoming::Whole(body)
     } else {
         Incoming::Streamed(payload)
     };
+    let mut target = String::with_capacity(path.len() + query.len() + 1);
+    target.push_str(path);
+    if !query.is_empty() {
+        target.push('?');
+        target.push_str(query);
+    }
     let uri = base.uri(&target).ok_or_else(|| {
         ApiError::new(
             ErrorCode::InvalidRequest,

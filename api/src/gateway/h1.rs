@@ -277,14 +277,24 @@ fn idempotent(method: &actix_web::http::Method) -> bool {
 
 /// The request: line under the prefix, `Host`, the caller's end-to-end fields, the session's facts, the
 /// body's length when there is one (or the method expects one), and the body.
-fn request_bytes(pool: &Pool, ctx: &GstContext, req: &RequestHead, target: &str, body: &[u8]) -> Vec<u8> {
+fn request_bytes(
+    pool: &Pool,
+    ctx: &GstContext,
+    req: &RequestHead,
+    (path, query): (&str, &str),
+    body: &[u8],
+) -> Vec<u8> {
     use actix_web::http::Method;
     let mut head = pool.buffer();
     head.reserve(512 + body.len());
     head.extend_from_slice(req.method.as_str().as_bytes());
     head.push(b' ');
     head.extend_from_slice(pool.prefix.as_bytes());
-    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(path.as_bytes());
+    if !query.is_empty() {
+        head.push(b'?');
+        head.extend_from_slice(query.as_bytes());
+    }
     head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     head.extend_from_slice(pool.authority.as_bytes());
     head.extend_from_slice(b"\r\n");
@@ -530,14 +540,14 @@ fn owned_head(
     })
 }
 
-/// Forwards a call that [`suits`] this path, with its `body` read whole; `target` is the path and query
-/// under the upstream's prefix.
+/// Forwards a call that [`suits`] this path, with its `body` read whole; `target` is the path (under the
+/// upstream's prefix) and the query, written as they are, without a string that joins them.
 pub async fn forward(
     pool: Rc<Pool>,
     timeout: Duration,
     ctx: &GstContext,
     req: &RequestHead,
-    target: &str,
+    target: (&str, &str),
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
     Pool::keep_swept(&pool);
