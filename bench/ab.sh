@@ -14,35 +14,17 @@ ROUNDS="${ROUNDS:-10}"
 DURATION="${DURATION:-5s}"
 : "${A:?A=path of the first gateway binary}" "${B:?B=path of the second}"
 A=$(realpath "$A"); B=$(realpath "$B")
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need nginx; then
-  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light >/dev/null
-fi
 source bench/lib.sh
 
 UPSTREAM_PORT=$(free_port); PROXY_PORT=$(free_port); A_PORT=$(free_port); B_PORT=$(free_port)
 upstream_nginx "$UPSTREAM_PORT"
-nginx_instance proxy auto "upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
-  server {
-    listen 127.0.0.1:$PROXY_PORT;
-    location /v1/gst/ {
-      proxy_pass http://backend/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Authorization \"\";
-    }
-  }"
+proxy_nginx "$PROXY_PORT" "$UPSTREAM_PORT"
 PROXY_PID=${PIDS[1]}
 BIN=$A start_gateway "$A_PORT" a.db --upstream-url "http://127.0.0.1:$UPSTREAM_PORT"
 A_PID=${PIDS[-1]}; A_TOKEN=$(session_token "http://127.0.0.1:$A_PORT")
 BIN=$B start_gateway "$B_PORT" b.db --upstream-url "http://127.0.0.1:$UPSTREAM_PORT"
 B_PID=${PIDS[-1]}; B_TOKEN=$(session_token "http://127.0.0.1:$B_PORT")
 
-cpu_ticks() { # pid: user and system clock ticks of it and its children
-  local u=0 s=0 p f
-  for p in "$1" $(pgrep -P "$1"); do read -r -a f < "/proc/$p/stat"; u=$((u + f[13])); s=$((s + f[14])); done
-  echo "$u $s"
-}
 measure() { # label pid port token
   local u0 s0 u1 s1 out
   read -r u0 s0 < <(cpu_ticks "$2")

@@ -17,10 +17,6 @@ cd "$(dirname "$0")/.."
 DURATION="${DURATION:-8s}"
 OUT="${OUT:-$PWD/target/callgrind.out}"
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need nginx || ! need valgrind; then
-  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light valgrind >/dev/null
-fi
 if [ -z "${BIN:-}" ]; then
   cargo build -q --release -p gsp-gateway-api
   BIN="$PWD/target/release/gsp-gateway"

@@ -1,5 +1,8 @@
-# Shared by bench/run.sh and bench/instructions.sh (sourced, not run): a scratch directory and the
-# processes to stop at exit, nginx instances, release gateways, and one provisioned session.
+# Shared by bench/run.sh, bench/ab.sh and bench/instructions.sh (sourced, not run): the load tools, a
+# scratch directory and the processes to stop at exit, nginx instances, release gateways, CPU time, and
+# one provisioned session.
+command -v wrk >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1 && command -v valgrind >/dev/null 2>&1 ||
+  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light valgrind >/dev/null; }
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$WORK"; }
@@ -35,6 +38,28 @@ upstream_nginx() { # port
       listen 127.0.0.1:$UPSTREAM_PORT;
       location / { default_type application/json; return 200 '{\"gstin\":\"24AAUPV7468F1ZW\",\"legal_name\":\"Bench Traders\",\"status\":\"Active\"}'; }
     }"
+}
+
+# The yardstick: nginx `proxy_pass` to the upstream at port $2, with keep-alive upstream connections,
+# a worker per core (like the gateway's default) and the caller's `Authorization` removed.
+proxy_nginx() { # port upstream-port
+  nginx_instance proxy auto "upstream backend { server 127.0.0.1:$2; keepalive 64; }
+  server {
+    listen 127.0.0.1:$1;
+    location /v1/gst/ {
+      proxy_pass http://backend/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header Authorization \"\";
+    }
+  }"
+}
+
+# Server CPU time (user and system clock ticks) of a process and its children (nginx's workers).
+cpu_ticks() { # pid
+  local u=0 s=0 p f
+  for p in "$1" $(pgrep -P "$1"); do read -r -a f < "/proc/$p/stat"; u=$((u + f[13])); s=$((s + f[14])); done
+  echo "$u $s"
 }
 
 ADMIN=bench-admin-token-0123456789

@@ -25,10 +25,6 @@ ROUNDS="${ROUNDS:-3}"
 CONNECTIONS="${CONNECTIONS:-32}"
 THREADS="${THREADS:-2}"
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need nginx; then
-  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx-light >/dev/null
-fi
 if [ -z "${BIN:-}" ]; then
   cargo build -q --release -p gsp-gateway-api
   BIN="$PWD/target/release/gsp-gateway"
@@ -39,16 +35,7 @@ source bench/lib.sh
 
 UPSTREAM_PORT=$(free_port); PROXY_PORT=$(free_port); GW_PORT=$(free_port); FWD_PORT=$(free_port)
 upstream_nginx "$UPSTREAM_PORT"
-nginx_instance proxy auto "upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
-  server {
-    listen 127.0.0.1:$PROXY_PORT;
-    location /v1/gst/ {
-      proxy_pass http://backend/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header Authorization \"\";
-    }
-  }"
+proxy_nginx "$PROXY_PORT" "$UPSTREAM_PORT"
 
 start_gateway "$GW_PORT" sandbox.db --gstn-sandbox-otp 102030
 start_gateway "$FWD_PORT" forward.db --upstream-url "http://127.0.0.1:$UPSTREAM_PORT"
@@ -76,12 +63,6 @@ DIALECT_URL="$GW/taxpayerapi/v1.1/returns/gstr1?action=RETSUM&gstin=24AAUPV7468F
 DIALECT_HEADERS=(-H "clientid: $CID2" -H "client-secret: $SEC2" -H 'state-cd: 24' -H "auth-token: $AUTH_TOKEN" -H 'username: bench.user' -H 'gstin: 24AAUPV7468F1ZW')
 curl -sf "$DIALECT_URL" "${DIALECT_HEADERS[@]}" | grep -q '"rek"'
 
-# Server CPU time (user and system clock ticks) of a process and its children (nginx's workers).
-cpu_ticks() { # pid
-  local u=0 s=0 p f
-  for p in "$1" $(pgrep -P "$1"); do read -r -a f < "/proc/$p/stat"; u=$((u + f[13])); s=$((s + f[14])); done
-  echo "$u $s"
-}
 measure() { # label server-pid url [header]
   local label=$1 pid=$2 url=$3 out; shift 3
   [[ " $ONLY " == *" $label "* ]] || return 0
